@@ -1,0 +1,126 @@
+"""Shape the rendered project to the answers: prune, pick the license, init git.
+
+Runs inside the new project directory. Nothing here touches the network, and a
+failing git step only warns: the rendered project is never thrown away for it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# See pre_gen_project.py: tojson escapes single quotes, so this literal cannot break.
+ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+
+Answers = Mapping[str, Any]
+
+
+def remove(root: Path, *relative_paths: str) -> None:
+    for relative in relative_paths:
+        path = root / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def remove_github_ci(root: Path) -> None:
+    remove(root, ".github")
+
+
+def remove_kubernetes(root: Path) -> None:
+    remove(root, "deploy")
+
+
+def remove_monitoring(root: Path) -> None:
+    remove(root, "monitoring")
+
+
+def remove_docker_compose(root: Path) -> None:
+    remove(root, "docker-compose.yml")
+
+
+def select_license(root: Path, license_name: str) -> None:
+    """Keep licenses/<name> as LICENSE; the other texts go."""
+    (root / "licenses" / license_name).replace(root / "LICENSE")
+    remove(root, "licenses")
+
+
+def prune(root: Path, answers: Answers) -> None:
+    if answers["ci"] == "none":
+        remove_github_ci(root)
+    if answers["deploy"] == "none":
+        remove_kubernetes(root)
+    if answers["monitoring"] == "none":
+        remove_monitoring(root)
+    if answers["docker_compose"] == "no":
+        remove_docker_compose(root)
+    select_license(root, answers["open_source_license"])
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - git with fixed arguments
+        ["git", *args], cwd=root, capture_output=True, text=True, check=False
+    )
+
+
+def init_git(root: Path, answers: Answers) -> str:
+    """git init + first commit; returns a one-line report of what happened."""
+    if shutil.which("git") is None:
+        return "git not found: skipped 'git init' (install git, then run it yourself)"
+    if git(root.parent, "rev-parse", "--is-inside-work-tree").stdout.strip() == "true":
+        return "already inside a git repository: skipped 'git init'"
+    steps = [("init", "--quiet"), ("checkout", "--quiet", "-b", "main"), ("add", "--all")]
+    for step in steps:
+        result = git(root, *step)
+        if result.returncode != 0:
+            return f"'git {step[0]}' failed ({result.stderr.strip()}): commit the project yourself"
+    identity: list[str] = []
+    if not git(root, "config", "user.email").stdout.strip():
+        identity = ["-c", f"user.name={answers['author_name']}"]
+        identity += ["-c", f"user.email={answers['author_email']}"]
+    # A template must not stop on a signing passphrase prompt or a global commit hook.
+    commit = git(
+        root,
+        *identity,
+        "-c",
+        "commit.gpgsign=false",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        "Initial commit from cookiecutter-mlops",
+    )
+    if commit.returncode != 0:
+        return f"'git commit' failed ({commit.stderr.strip()}): commit the project yourself"
+    return "git repository created on branch main with a first commit (DVC is set up in .dvc/)"
+
+
+def next_steps(root: Path, git_report: str | None) -> str:
+    lines = [f"Created {root}"]
+    if git_report:
+        lines.append(git_report)
+    lines += [
+        "Next steps:",
+        f"  cd {root.name}",
+        "  make setup   # .venv with uv, the project installed with its train, serve and dev sets",
+        "  make test    # the project's tests",
+        "  make help    # every target",
+    ]
+    return "\n".join(lines)
+
+
+def main(answers: Answers, root: Path) -> int:
+    prune(root, answers)
+    git_report = init_git(root, answers) if answers["initialize_git"] == "yes" else None
+    print(next_steps(root, git_report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(ANSWERS_JSON), Path.cwd()))
