@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # See pre_gen_project.py: tojson escapes single quotes, so this literal cannot break.
-ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 Answers = Mapping[str, Any]
 
@@ -64,9 +64,7 @@ def prune(root: Path, answers: Answers) -> None:
 
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - git with fixed arguments
-        ["git", *args], cwd=root, capture_output=True, text=True, check=False
-    )
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
 def init_git(root: Path, answers: Answers) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import keyword
-import os
 import re
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from urllib.parse import urlparse
 
 # JSON keeps whatever the user typed intact; the raw triple-single-quoted string is safe
 # because Jinja's tojson escapes every single quote as \u0027.
-ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 CHOICES = {
@@ -39,11 +38,12 @@ CHOICES = {
 # Import names the rendered project uses (or ships as folders): a package of the same
 # name would shadow them.
 RESERVED_MODULES = frozenset(
-    """
-    mlflow dvc fastapi starlette uvicorn pydantic pydantic_settings sklearn scipy numpy
-    pandas yaml prometheus_client httpx pytest matplotlib joblib skops mypy ruff
-    setuptools pip typing_extensions test tests src
-    """.split()
+    {
+        *("mlflow", "dvc", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings"),
+        *("sklearn", "scipy", "numpy", "pandas", "yaml", "prometheus_client", "httpx"),
+        *("pytest", "matplotlib", "joblib", "skops", "mypy", "ruff", "setuptools", "pip"),
+        *("typing_extensions", "test", "tests", "src"),
+    }
 )
 CLOUD_REMOTE_SCHEMES = {"s3": "s3", "gcs": "gs", "azure": "azure"}
 # Spelt out so that cookiecutter, which renders this file, does not read them as Jinja.
@@ -97,7 +97,7 @@ def check_project_slug(answers: Answers) -> Iterator[Problem]:
         yield Problem(
             "project_slug",
             f"{slug!r} is not a valid distribution, directory and Kubernetes name",
-            "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+            "use 1-63 lowercase letters, digits and '-'; start and end with a letter or digit",
         )
 
 
@@ -148,7 +148,9 @@ def check_tracking_uri(answers: Answers) -> Iterator[Problem]:
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0]
     if uri != uri.strip() or not uri:
-        yield Problem("mlflow_tracking_uri", f"{uri!r} is empty or padded", "use sqlite:///mlflow.db")
+        yield Problem(
+            "mlflow_tracking_uri", f"{uri!r} is empty or padded", "use sqlite:///mlflow.db"
+        )
     elif scheme == "sqlite":
         if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
             yield Problem(
@@ -158,7 +160,9 @@ def check_tracking_uri(answers: Answers) -> Iterator[Problem]:
             )
     elif scheme in ("http", "https", "postgresql"):
         if not parsed.hostname:
-            yield Problem("mlflow_tracking_uri", f"{uri!r} has no host", f"use {scheme}://host:port")
+            yield Problem(
+                "mlflow_tracking_uri", f"{uri!r} has no host", f"use {scheme}://host:port"
+            )
     elif scheme == "databricks" or uri == "databricks":
         pass
     elif scheme in ("", "file"):
@@ -183,7 +187,9 @@ def check_dvc_remote(answers: Answers) -> Iterator[Problem]:
         parsed = urlparse(url)
         if not url:
             yield Problem(
-                "dvc_remote_url", f"is required for dvc_remote={remote}", f"use {scheme}://bucket/path"
+                "dvc_remote_url",
+                f"is required for dvc_remote={remote}",
+                f"use {scheme}://bucket/path",
             )
         elif parsed.scheme != scheme or not parsed.netloc:
             yield Problem(
@@ -240,7 +246,7 @@ def remove_created_parents_later(slug: str, output_dir: str) -> None:
     parents = [str(path) for path in created_parents(slug, output_dir)]
     if not parents:
         return
-    project_dir = os.getcwd()
+    project_dir = str(Path.cwd())
     script = (
         "import os, sys, time\n"
         "deadline = time.time() + 10\n"
@@ -252,7 +258,7 @@ def remove_created_parents_later(slug: str, output_dir: str) -> None:
         "    except OSError:\n"
         "        pass\n"
     )
-    subprocess.Popen(  # noqa: S603 - fixed interpreter and script
+    subprocess.Popen(
         [sys.executable, "-c", script, project_dir, *parents],
         start_new_session=True,
         stdin=subprocess.DEVNULL,

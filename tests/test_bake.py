@@ -1,0 +1,289 @@
+"""Bake every supported combination and check what it renders, statically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from baked import LEFTOVER_JINJA, TEMPLATE_DIR, TOOLS_BIN, BakedProject, template_defaults
+from combinations import SUPPORTED_COMBINATIONS
+from conftest import bake_project
+
+ALWAYS = [
+    ".dvc/.gitignore",
+    ".dvc/config",
+    ".dvcignore",
+    ".env.example",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "LICENSE",
+    "Makefile",
+    "README.md",
+    "params.yaml",
+    "pyproject.toml",
+    "src/{module}/__init__.py",
+    "src/{module}/__main__.py",
+    "src/{module}/cli.py",
+    "src/{module}/config.py",
+    "src/{module}/py.typed",
+    "tests/conftest.py",
+    "tests/test_cli.py",
+    "tests/test_config.py",
+]
+# (option, value that keeps the files)
+OPTION_FILES = {
+    ("ci", "github"): [".github/dependabot.yml", ".github/workflows/ci.yml"],
+    ("deploy", "kubernetes"): [
+        "deploy/k8s/base/deployment.yaml",
+        "deploy/k8s/base/kustomization.yaml",
+        "deploy/k8s/base/service.yaml",
+        "deploy/k8s/overlays/production/kustomization.yaml",
+        "deploy/k8s/overlays/staging/kustomization.yaml",
+    ],
+    ("monitoring", "prometheus"): ["monitoring/prometheus/prometheus.yml"],
+    ("docker_compose", "yes"): ["docker-compose.yml"],
+}
+
+
+def expected_files(answers: dict[str, Any], module: str) -> list[str]:
+    files = [name.format(module=module) for name in ALWAYS]
+    for (option, value), option_files in OPTION_FILES.items():
+        if answers[option] == value:
+            files += option_files
+    return sorted(files)
+
+
+@pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS)
+def baked(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, request.param)
+
+
+@pytest.fixture
+def answers(baked: BakedProject) -> dict[str, Any]:
+    return {**template_defaults(), **baked.answers}
+
+
+def test_exactly_the_expected_files(baked: BakedProject, answers: dict[str, Any]) -> None:
+    assert baked.files() == expected_files(answers, baked.module)
+
+
+def test_git_repository_matches_the_option(baked: BakedProject, answers: dict[str, Any]) -> None:
+    assert (baked.path / ".git").is_dir() == (answers["initialize_git"] == "yes")
+    if answers["initialize_git"] == "yes":
+        status = baked.check("git", "status", "--porcelain").stdout
+        assert status == "", f"first commit left files out:\n{status}"
+        assert baked.check("git", "branch", "--show-current").stdout.strip() == "main"
+
+
+def test_no_jinja_left(baked: BakedProject) -> None:
+    leftovers = [
+        f"{name}:{text.count(chr(10), 0, match.start()) + 1}: {match.group()}"
+        for name, text in baked.text_files()
+        for match in LEFTOVER_JINJA.finditer(text)
+    ]
+    assert leftovers == []
+
+
+def test_structured_files_parse(baked: BakedProject) -> None:
+    structured = [
+        name
+        for name in baked.files()
+        if name.endswith((".yml", ".yaml", ".toml", ".json")) or name == ".dvc/config"
+    ]
+    assert "pyproject.toml" in structured
+    for name in structured:
+        assert baked.load(name) is not None, name
+
+
+def test_python_compiles(baked: BakedProject) -> None:
+    for name in baked.files():
+        if name.endswith(".py"):
+            compile(baked.read(name), name, "exec")
+
+
+def test_ruff_lint_and_format(baked: BakedProject) -> None:
+    baked.check(str(TOOLS_BIN / "ruff"), "check", "--no-cache", ".")
+    baked.check(str(TOOLS_BIN / "ruff"), "format", "--no-cache", "--check", ".")
+
+
+def test_free_text_survives_rendering(baked: BakedProject, answers: dict[str, Any]) -> None:
+    project = baked.load("pyproject.toml")["project"]
+    assert project["description"] == answers["description"]
+    author = {"name": answers["author_name"], "email": answers["author_email"]}
+    assert project["authors"] == [author]
+    readme = baked.read("README.md")
+    assert readme.startswith(f"# {answers['project_name']}\n")
+    assert answers["description"] in readme
+    assert answers["author_name"] in baked.read("LICENSE")
+
+
+def test_pyproject_follows_the_answers(baked: BakedProject, answers: dict[str, Any]) -> None:
+    pyproject = baked.load("pyproject.toml")
+    project = pyproject["project"]
+    slug, module = baked.path.name, baked.module
+    assert project["name"] == slug
+    assert project["scripts"] == {slug: f"{module}.cli:main"}
+    assert project["requires-python"] == f">={answers['python_version']}"
+    assert pyproject["tool"]["mypy"]["python_version"] == answers["python_version"]
+    assert baked.read(".python-version").strip() == answers["python_version"]
+    owner = answers["github_owner"]
+    assert project["urls"]["Repository"] == f"https://github.com/{owner}/{slug}"
+    spdx = {"Proprietary": "LicenseRef-Proprietary"}.get(answers["open_source_license"])
+    assert project["license"] == (spdx or answers["open_source_license"])
+
+
+def test_dvc_remote_follows_the_answers(baked: BakedProject, answers: dict[str, Any]) -> None:
+    config = baked.load(".dvc/config")
+    train = baked.load("pyproject.toml")["project"]["optional-dependencies"]["train"]
+    extra = {"s3": "dvc[s3]", "gcs": "dvc[gs]", "azure": "dvc[azure]"}.get(answers["dvc_remote"])
+    assert [req for req in train if req.startswith("dvc")] == [f"{extra or 'dvc'}>=3.50"]
+    if answers["dvc_remote"] == "none":
+        assert config.sections() == []
+        return
+    assert config["core"]["remote"] == "storage"
+    url = config["'remote \"storage\"'"]["url"]
+    if answers["dvc_remote"] != "local":
+        assert url == answers["dvc_remote_url"]
+    elif answers["dvc_remote_url"]:
+        assert url == answers["dvc_remote_url"]  # absolute path kept as given
+    else:
+        # relative to .dvc/, i.e. a folder beside the project
+        assert url == f"../../{baked.path.name}-dvc-storage"
+
+
+def test_params_follow_the_answers(baked: BakedProject, answers: dict[str, Any]) -> None:
+    (params,) = baked.load("params.yaml")
+    assert params["task"] == answers["task"]
+    assert params["train"]["model"] == answers["model"]
+
+
+def test_tracking_uri_is_the_default_setting(baked: BakedProject, answers: dict[str, Any]) -> None:
+    uri = answers["mlflow_tracking_uri"]
+    assert f"MLFLOW_TRACKING_URI={uri}\n" in baked.read(".env.example")
+    assert f'mlflow_tracking_uri: str = "{uri}"' in baked.read(f"src/{baked.module}/config.py")
+    dependencies = baked.load("pyproject.toml")["project"]["dependencies"]
+    assert any(dep.startswith("psycopg2") for dep in dependencies) == uri.startswith("postgresql")
+
+
+def test_license_text_matches_the_choice(baked: BakedProject, answers: dict[str, Any]) -> None:
+    first_line = {
+        "MIT": "MIT License",
+        "Apache-2.0": "Apache License",
+        "BSD-3-Clause": "BSD 3-Clause License",
+        "Proprietary": "Copyright (c)",
+    }[answers["open_source_license"]]
+    assert baked.read("LICENSE").lstrip().startswith(first_line)
+
+
+def test_workflows_validate_against_the_github_schema(baked: BakedProject) -> None:
+    workflows = [name for name in baked.files() if name.startswith(".github/workflows/")]
+    if not workflows:
+        pytest.skip("ci=none renders no workflows")
+    baked.check(
+        str(TOOLS_BIN / "check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *workflows,
+    )
+    baked.check(
+        str(TOOLS_BIN / "check-jsonschema"),
+        "--builtin-schema",
+        "vendor.dependabot",
+        ".github/dependabot.yml",
+    )
+
+
+def test_kustomize_overlays_render(baked: BakedProject) -> None:
+    if not baked.has_file("deploy/k8s/base/kustomization.yaml"):
+        pytest.skip("deploy=none renders no manifests")
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is needed to render the kustomize overlays (see .ci/run)")
+    for overlay in ("staging", "production"):
+        rendered = baked.check("kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}").stdout
+        namespaces = {
+            doc["metadata"].get("namespace") for doc in yaml.safe_load_all(rendered) if doc
+        }
+        assert namespaces == {f"{baked.path.name}-{overlay}"}
+
+
+def test_prometheus_config_is_valid(baked: BakedProject) -> None:
+    if not baked.has_file("monitoring/prometheus/prometheus.yml"):
+        pytest.skip("monitoring=none renders no Prometheus config")
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool is needed (apt-get install prometheus, see .ci/run)")
+    baked.check("promtool", "check", "config", "monitoring/prometheus/prometheus.yml")
+
+
+def tree_digest(path: Path) -> str:
+    """Hash of every file's path and content outside .git, plus whether .git exists."""
+    digest = hashlib.sha256(str((path / ".git").exists()).encode())
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def option_variants() -> list[Any]:
+    """For every option, one answer other than its default."""
+    context = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    free_text = {
+        "project_name": {"project_name": "Other Name"},
+        "project_slug": {"project_slug": "other-slug"},
+        "module_name": {"module_name": "other_module"},
+        "description": {"description": "Another description"},
+        "author_name": {"author_name": "Someone Else"},
+        "author_email": {"author_email": "else@example.org"},
+        "github_owner": {"github_owner": "another-owner"},
+        "mlflow_tracking_uri": {"mlflow_tracking_uri": "http://127.0.0.1:5000"},
+        "dvc_remote_url": {"dvc_remote_url": "/srv/dvc"},
+    }
+    remote_urls = {"s3": "s3://bucket/path", "gcs": "gs://bucket/path", "azure": "azure://c/path"}
+    variants = []
+    for key, value in context.items():
+        if key.startswith("_"):
+            continue
+        if not isinstance(value, list):
+            variants.append(pytest.param(free_text[key], id=key))
+            continue
+        for choice in value[1:]:
+            answers = {key: choice}
+            if key == "dvc_remote" and choice in remote_urls:
+                answers["dvc_remote_url"] = remote_urls[choice]
+            variants.append(pytest.param(answers, id=f"{key}={choice}"))
+    return variants
+
+
+@pytest.fixture(scope="module")
+def default_digest(cookies_session: Any) -> str:
+    return tree_digest(bake_project(cookies_session, {}).path)
+
+
+@pytest.mark.parametrize("variant", option_variants())
+def test_every_option_changes_the_render(
+    variant: dict[str, Any], cookies_session: Any, default_digest: str
+) -> None:
+    assert tree_digest(bake_project(cookies_session, variant).path) != default_digest
+
+
+def test_cruft_create_and_check(tmp_path: Path) -> None:
+    """Users who render with cruft can later see whether the template moved on."""
+    cruft = str(TOOLS_BIN / "cruft")
+    subprocess.run(
+        [cruft, "create", "--no-input", "--output-dir", str(tmp_path), str(TEMPLATE_DIR)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    project = BakedProject(tmp_path / "my-ml-service")
+    assert project.has_file(".cruft.json")
+    assert json.loads(project.read(".cruft.json"))["context"]["cookiecutter"]["task"] == (
+        "classification"
+    )
+    project.check(cruft, "check")

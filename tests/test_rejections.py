@@ -1,0 +1,70 @@
+"""Rejected answers, through the real `cookiecutter` command: a clear line, nothing left."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from baked import TEMPLATE_DIR, TOOLS_BIN
+from combinations import UNSUPPORTED_COMBINATIONS
+
+
+def run_cookiecutter(output_dir: Path, answers: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(TOOLS_BIN / "cookiecutter"),
+            "--no-input",
+            "--output-dir",
+            str(output_dir),
+            str(TEMPLATE_DIR),
+            *(f"{key}={value}" for key, value in answers.items()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def wait_until_empty(directory: Path, seconds: float = 5) -> list[str]:
+    """The hook removes the parents of a slug like 'a/b' right after cookiecutter exits."""
+    deadline = time.monotonic() + seconds
+    while (left := sorted(p.name for p in directory.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.mark.parametrize(("answers", "key", "reason"), UNSUPPORTED_COMBINATIONS)
+def test_rejected_with_one_clear_line_and_nothing_left(
+    tmp_path: Path, answers: dict[str, Any], key: str, reason: str
+) -> None:
+    result = run_cookiecutter(tmp_path, answers)
+
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.splitlines() if line.startswith(f"ERROR: {key}: ")]
+    assert len(ours) == 1, result.stderr
+    assert reason in ours[0]
+    assert " — " in ours[0], "each line says how to fix it"
+    assert "nothing was generated" in result.stderr
+    assert 'File "pre_gen_project' not in result.stderr, "the hook itself must not crash"
+    assert wait_until_empty(tmp_path) == []
+
+
+def test_choice_outside_the_list_is_refused_before_rendering(tmp_path: Path) -> None:
+    result = run_cookiecutter(tmp_path, {"python_version": "2.7"})
+
+    assert result.returncode != 0
+    assert "python_version" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_name_with_no_letters_leaves_nothing(tmp_path: Path) -> None:
+    # Its slug is empty, so cookiecutter stops before any hook: the folder would be
+    # the output folder itself. Nothing may be created either way.
+    result = run_cookiecutter(tmp_path / "out", {"project_name": "!!!"})
+
+    assert result.returncode != 0
+    assert list(tmp_path.iterdir()) == []
