@@ -103,7 +103,8 @@ def check_project_slug(answers: Answers) -> Iterator[Problem]:
 
 def check_module_name(answers: Answers) -> Iterator[Problem]:
     name = str(answers.get("module_name", ""))
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    # Python 3.10+ lists its own modules; cookiecutter may run on an older one.
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     if not MODULE_RE.match(name) or not name.isidentifier():
         yield Problem(
             "module_name",

@@ -1,0 +1,52 @@
+# Template maintenance. Needs only python3, git and make: uv and the dev tools are
+# installed into .venv on first use.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+DEMO_DIR := build/demo
+DEMO := $(DEMO_DIR)/my-ml-service
+# Parallel test workers; the machines we target have 2 cores.
+WORKERS ?= 2
+
+.PHONY: help install demo test test-fast lint clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --group dev
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with the template's dev and test tools
+
+# GIT_CEILING_DIRECTORIES keeps git from seeing this repository above build/, so the
+# demo gets its own repository exactly as a user's fresh render does.
+demo: install ## Render the default project into build/demo and run it end to end
+	rm -rf $(DEMO_DIR)
+	GIT_CEILING_DIRECTORIES=$(CURDIR)/build $(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	cd $(DEMO) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory setup lint test
+	cd $(DEMO) && .venv/bin/my-ml-service config
+	@echo; echo "Demo project: $(DEMO)"; echo "git log:"
+	@git -C $(DEMO) log --oneline
+	@echo "next: cd $(DEMO) && make help"
+
+test: install ## The whole template suite: structural tests and end-to-end installs
+	$(BIN)/pytest -n $(WORKERS)
+
+test-fast: install ## Structural tests only (no project installs)
+	$(BIN)/pytest -n $(WORKERS) -m "not e2e"
+
+lint: install ## ruff and mypy on the hooks and tests
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
+	$(BIN)/mypy hooks tests
+
+clean: ## Remove .venv and build/
+	rm -rf $(VENV) build
