@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,18 @@ def test_tracking_uri_is_the_default_setting(baked: BakedProject, answers: dict[
     assert f'mlflow_tracking_uri: str = "{uri}"' in baked.read(f"src/{baked.module}/config.py")
     dependencies = baked.load("pyproject.toml")["project"]["dependencies"]
     assert any(dep.startswith("psycopg2") for dep in dependencies) == uri.startswith("postgresql")
+
+
+def test_tool_pins_agree(baked: BakedProject) -> None:
+    """pre-commit, the project's dev group and the template's own checks use one ruff."""
+    dev = baked.load("pyproject.toml")["dependency-groups"]["dev"]
+    (hooks,) = baked.load(".pre-commit-config.yaml")
+    revs = {repo["repo"].rsplit("/", 1)[-1]: repo.get("rev") for repo in hooks["repos"]}
+    template_dev = tomllib.loads((TEMPLATE_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    ruff_pin = next(dep for dep in template_dev["dependency-groups"]["dev"] if "ruff" in dep)
+    assert ruff_pin in dev
+    assert revs["ruff-pre-commit"] == "v" + ruff_pin.split("==")[1]
+    assert any(dep.startswith("mypy==") for dep in dev)
 
 
 def test_license_text_matches_the_choice(baked: BakedProject, answers: dict[str, Any]) -> None:
