@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }}.config import ParamsError, Settings, load_params
+from {{ cookiecutter.module_name }}.config import (
+    ParamsError,
+    Settings,
+    load_params,
+)
 
 
 def test_project_params_load(project_root: Path) -> None:

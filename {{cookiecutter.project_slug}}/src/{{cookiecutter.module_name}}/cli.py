@@ -1,40 +1,151 @@
-"""The project's one command line: `{{ cookiecutter.project_slug }} <command>`."""
+"""The project's one command line: `{{ cookiecutter.project_slug }} <command>`.
+
+The pipeline stages in dvc.yaml call these commands; they work on their own too.
+Heavy libraries are imported inside the commands so `--help` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from {{ cookiecutter.module_name }} import __version__
-from {{ cookiecutter.module_name }}.config import ParamsError, Settings, load_params
+from {{ cookiecutter.module_name }}.config import (
+    Params,
+    Settings,
+    load_params,
+)
+from {{ cookiecutter.module_name }}.errors import ProjectError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+Handler = Callable[[argparse.Namespace, Params, Settings], int]
+COMMANDS: dict[str, tuple[Handler, str]] = {}
 
 
-def show_config(args: argparse.Namespace) -> int:
-    """Print the settings and parameters the other commands would use."""
-    settings = Settings()
-    params = load_params(settings.params_path)
-    resolved = {
-        "settings": settings.model_dump(mode="json"),
-        "params": params.model_dump(mode="json"),
-    }
-    print(json.dumps(resolved, indent=2))
+def command(name: str, help_text: str) -> Callable[[Handler], Handler]:
+    def register_command(handler: Handler) -> Handler:
+        COMMANDS[name] = (handler, help_text)
+        return handler
+
+    return register_command
+
+
+def show(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+@command("config", "print the settings and parameters in effect")
+def show_config(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    show({"settings": settings.model_dump(mode="json"), "params": params.model_dump(mode="json")})
+    return 0
+
+
+@command("sample", "write the sample dataset scikit-learn ships for the task to data/raw/")
+def sample(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.config import Paths
+    from {{ cookiecutter.module_name }}.data import write_sample
+
+    frame = write_sample(params.task)
+    print(f"wrote {Paths.sample}: {len(frame)} rows, {len(frame.columns)} columns")
+    return 0
+
+
+@command("prepare", "validate the raw data, infer the feature schema, split train/test")
+def prepare(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.data import prepare as run_prepare
+
+    schema = run_prepare(params)
+    kinds = f"{len(schema.numeric)} numeric, {len(schema.categorical)} categorical"
+    print(f"prepared {params.data.path}: {len(schema.features)} features ({kinds})")
+    return 0
+
+
+@command("train", "fit the model on the train split and log it to MLflow")
+def train(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.train import train as run_train
+
+    show(run_train(params, settings))
+    return 0
+
+
+@command("evaluate", "score the test split, write metrics, plots, model card; apply the gate")
+def evaluate(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.evaluate import evaluate as run_evaluate
+
+    show(run_evaluate(params, settings))
+    return 0
+
+
+@command("register", "register the model; @champion moves only if it is better")
+def register(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.registry import register as run_register
+
+    show(run_register(params, settings))
+    return 0
+
+
+def _client(settings: Settings) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    from {{ cookiecutter.module_name }}.tracking import configure
+
+    configure(settings)
+    return MlflowClient()
+
+
+@command("promote", "give a version the @champion alias (the previous one is recorded)")
+def promote(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.registry import promote as run_promote
+
+    previous = run_promote(_client(settings), settings.model_name, args.version)
+    print(f"{settings.model_name}@champion: v{previous} -> v{args.version}")
+    return 0
+
+
+@command("rollback", "move @champion back to the version it replaced")
+def rollback(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.registry import rollback as run_rollback
+
+    current, previous = run_rollback(_client(settings), settings.model_name)
+    print(f"{settings.model_name}@champion: v{current} -> v{previous}")
+    return 0
+
+
+@command("models", "list registered versions with their aliases and scores")
+def models(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+    from {{ cookiecutter.module_name }}.registry import list_versions
+
+    rows = list_versions(_client(settings), settings.model_name)
+    print(f"{'version':>7}  {'aliases':<22} {'score':<10} decision")
+    for row in rows:
+        aliases = ",".join(f"@{alias}" for alias in row["aliases"])
+        score = row["score"][:8] if row["score"] else ""
+        print(f"{row['version']:>7}  {aliases:<22} {score:<10} {row['decision']}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}")
+    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("config", help=show_config.__doc__).set_defaults(handler=show_config)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (_, help_text) in COMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "promote":
+            subparser.add_argument("version", help="registry version number, e.g. 3")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler, _ = COMMANDS[args.command]
     try:
-        return int(args.handler(args))
-    except ParamsError as error:
+        settings = Settings()
+        return handler(args, load_params(settings.params_path), settings)
+    except ProjectError as error:  # one line a user can act on; anything else is a bug
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
-"""Settings from the environment and parameters from params.yaml.
+"""Settings from the environment, parameters from params.yaml, and the pipeline's paths.
 
 Settings say where things run (tracking server, model name); parameters say what the
-pipeline does and are tracked by DVC.
+pipeline does and are tracked by DVC. The paths here are the ones dvc.yaml names.
 """
 
 from __future__ import annotations
@@ -10,11 +10,53 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from {{ cookiecutter.module_name }}.errors import ParamsError
+
+__all__ = ["Params", "ParamsError", "Paths", "Settings", "load_params"]
 
 Task = Literal["classification", "regression"]
 ModelKind = Literal["hist_gradient_boosting", "random_forest", "linear"]
+
+# Whether a larger value of each metric is better; evaluate and register share it.
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "accuracy": True,
+    "f1": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+class Paths:
+    """Files the stages exchange, relative to the project root (see dvc.yaml)."""
+
+    sample = Path("data/raw/sample.csv")
+    train = Path("data/processed/train.csv")
+    test = Path("data/processed/test.csv")
+    schema = Path("data/processed/schema.json")
+    model = Path("models/model")
+    profile = Path("models/profile.json")
+    run = Path("models/run.json")
+    metrics = Path("metrics/test.json")
+    plots = Path("plots")
+    model_card = Path("reports/model_card.md")
+    registration = Path("reports/registration.json")
 
 
 class Settings(BaseSettings):
@@ -24,6 +66,7 @@ class Settings(BaseSettings):
 
     mlflow_tracking_uri: str = "{{ cookiecutter.mlflow_tracking_uri }}"
     model_name: str = "{{ cookiecutter.project_slug }}"
+    experiment_name: str = "{{ cookiecutter.project_slug }}"
     params_path: Path = Path("params.yaml")
 
 
@@ -33,13 +76,60 @@ class _Strict(BaseModel):
 
 
 class DataParams(_Strict):
-    path: Path | None = None
+    path: Path = Paths.sample
     target: str = "target"
     test_size: float = Field(0.2, gt=0, lt=1)
+    min_rows: int = Field(50, ge=10)
+    categorical: list[str] = []
+
+
+class HistGradientBoostingParams(_Strict):
+    max_iter: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    max_leaf_nodes: int = Field(31, ge=2)
+    l2_regularization: float = Field(0.0, ge=0)
+
+
+class RandomForestParams(_Strict):
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(1, ge=1)
+
+
+class LinearParams(_Strict):
+    # Ridge's alpha for regression, 1/C of logistic regression for classification.
+    regularization: float = Field(1.0, gt=0)
 
 
 class TrainParams(_Strict):
     model: ModelKind
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    random_forest: RandomForestParams = RandomForestParams()
+    linear: LinearParams = LinearParams()
+
+
+class EvaluateParams(_Strict):
+    # metric -> threshold: at least for metrics where larger is better, at most otherwise
+    gate: dict[str, float] = {}
+
+    @field_validator("gate")
+    @classmethod
+    def _known_metrics(cls, gate: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(gate) - set(METRIC_DIRECTIONS))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRIC_DIRECTIONS)}")
+        return gate
+
+
+class RegistryParams(_Strict):
+    primary_metric: str
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in METRIC_DIRECTIONS:
+            raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRIC_DIRECTIONS)}")
+        return metric
 
 
 class Params(_Strict):
@@ -47,10 +137,20 @@ class Params(_Strict):
     seed: int = 42
     data: DataParams = DataParams()
     train: TrainParams
+    evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams
 
-
-class ParamsError(ValueError):
-    """params.yaml is missing, unreadable or invalid; the message names the key."""
+    @model_validator(mode="after")
+    def _metrics_fit_the_task(self) -> Params:
+        allowed = TASK_METRICS[self.task]
+        for where, metrics in (
+            ("evaluate.gate", list(self.evaluate.gate)),
+            ("registry.primary_metric", [self.registry.primary_metric]),
+        ):
+            wrong = [metric for metric in metrics if metric not in allowed]
+            if wrong:
+                raise ValueError(f"{where}: {wrong} not computed for {self.task}; use {allowed}")
+        return self
 
 
 def load_params(path: Path) -> Params:

@@ -1,0 +1,156 @@
+"""The `evaluate` stage: test-set metrics, DVC plots, the model card and the quality gate."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pandas as pd
+
+from {{ cookiecutter.module_name }}.config import (
+    METRIC_DIRECTIONS,
+    Params,
+    Paths,
+    Settings,
+)
+from {{ cookiecutter.module_name }}.data import read_split
+from {{ cookiecutter.module_name }}.errors import GateError
+from {{ cookiecutter.module_name }}.metrics import (
+    gate_failures,
+    score,
+)
+from {{ cookiecutter.module_name }}.model_io import load_model_dir
+from {{ cookiecutter.module_name }}.schema import (
+    FeatureSchema,
+    to_model_frame,
+)
+
+
+def write_plots(model: Any, features: pd.DataFrame, labels: pd.Series, task: str) -> None:
+    """CSV files that dvc.yaml's plots section draws (`dvc plots show`)."""
+    Paths.plots.mkdir(parents=True, exist_ok=True)
+    predicted = model.predict(features)
+    if task == "regression":
+        actual = labels.to_numpy(dtype=float)
+        frame = pd.DataFrame({"actual": actual, "predicted": predicted})
+        frame["residual"] = frame["actual"] - frame["predicted"]
+        frame.to_csv(Paths.plots / "predictions.csv", index=False)
+        return
+    from sklearn.metrics import roc_curve
+    from sklearn.preprocessing import label_binarize
+
+    frame = pd.DataFrame(
+        {
+            "actual": labels.astype(str),
+            "predicted": pd.Series(predicted, index=labels.index).astype(str),
+        }
+    )
+    frame.to_csv(Paths.plots / "predictions.csv", index=False)
+    classes = list(model.classes_)
+    probabilities = model.predict_proba(features)
+    if len(classes) == 2:
+        truth, scores = (labels == classes[1]).to_numpy(), probabilities[:, 1]
+    else:  # micro-averaged one-vs-rest
+        truth, scores = label_binarize(labels, classes=classes).ravel(), probabilities.ravel()
+    fpr, tpr, _ = roc_curve(truth, scores)
+    pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(Paths.plots / "roc.csv", index=False)
+
+
+def model_card(
+    params: Params,
+    schema: FeatureSchema,
+    scores: dict[str, float],
+    failures: list[str],
+    rows: dict[str, int],
+) -> str:
+    chosen = params.train.model
+    hyperparameters = getattr(params.train, chosen).model_dump()
+    target = schema.target
+    if target.classes is not None:
+        target_text = f"classes {', '.join(map(str, target.classes))}"
+    else:
+        target_text = f"values from {target.minimum:g} to {target.maximum:g}"
+    lines = [
+        "# Model card",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC by `evaluate`.",
+        "",
+        "## Model",
+        "",
+        f"- Task: {params.task}; estimator: `{chosen}` in a scikit-learn Pipeline",
+        f"- Hyperparameters: `{json.dumps(hyperparameters)}`; seed {params.seed}",
+        "",
+        "## Data",
+        "",
+        f"- Source: `{params.data.path}`; target `{target.name}` ({target_text})",
+        f"- Rows: {rows['train']} for training, {rows['test']} held out for testing "
+        f"(test_size {params.data.test_size})",
+        "",
+        "## Features",
+        "",
+        "| feature | kind | missing values seen | range or categories |",
+        "|---|---|---|---|",
+    ]
+    for feature in schema.features:
+        if feature.kind == "numeric":
+            spread = f"{feature.minimum:g} to {feature.maximum:g}"
+        else:
+            categories = feature.categories or []
+            spread = ", ".join(categories[:8]) + (" …" if len(categories) > 8 else "")
+        missing = "yes" if feature.nullable else "no"
+        lines.append(f"| {feature.name} | {feature.kind} | {missing} | {spread} |")
+    lines += ["", "## Test metrics", "", "| metric | value | gate |", "|---|---|---|"]
+    for metric, value in scores.items():
+        threshold = params.evaluate.gate.get(metric)
+        gate = ""
+        if threshold is not None:
+            gate = f"{'≥' if METRIC_DIRECTIONS[metric] else '≤'} {threshold}"
+        lines.append(f"| {metric} | {value:.4f} | {gate} |")
+    verdict = "**failed**: " + "; ".join(failures) if failures else "passed"
+    lines += [
+        "",
+        f"Quality gate: {verdict}.",
+        "",
+        "## Intended use",
+        "",
+        "Predictions for rows shaped like the training data (the features above), from the",
+        "same population. The API rejects inputs that break the feature schema.",
+        "",
+        "## Limits",
+        "",
+        "- Metrics come from one held-out split; expect variation on new data.",
+        "- Numeric values outside the ranges above and categories not listed were never seen",
+        "  in training: predictions there are extrapolations (unknown categories are ignored).",
+        "- No fairness or bias analysis has been run; do that before consequential use.",
+        "- Watch for drift: the reference profile of the training data is logged with the model.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def evaluate(params: Params, settings: Settings) -> dict[str, float]:
+    """Score the trained model on the test split; raise GateError if the gate is missed.
+
+    Results reach MLflow with `register`; a model that fails the gate is logged here.
+    """
+    schema = FeatureSchema.load(Paths.schema)
+    raw, labels = read_split(Paths.test, schema)
+    features = to_model_frame(raw, schema)
+    model = load_model_dir(Paths.model)
+    scores = score(model, features, labels, params.task)
+    Paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+    Paths.metrics.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    write_plots(model, features, labels, params.task)
+
+    failures = gate_failures(scores, params.evaluate.gate)
+    rows = {"train": len(read_split(Paths.train, schema)[1]), "test": len(labels)}
+    Paths.model_card.parent.mkdir(parents=True, exist_ok=True)
+    card = model_card(params, schema, scores, failures, rows)
+    Paths.model_card.write_text(card, encoding="utf-8")
+    if failures:
+        from {{ cookiecutter.module_name }} import tracking
+
+        tracking.log_test_results(settings, scores, passed=False)
+        raise GateError("quality gate failed: " + "; ".join(failures))
+    return scores
