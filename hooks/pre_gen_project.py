@@ -48,6 +48,8 @@ RESERVED_MODULES = frozenset(
 CLOUD_REMOTE_SCHEMES = {"s3": "s3", "gcs": "gs", "azure": "azure"}
 # Spelt out so that cookiecutter, which renders this file, does not read them as Jinja.
 JINJA_OPENERS = tuple("{" + second for second in "%#{")
+# The default URI is written into Python source, which must fit its line length.
+MAX_TRACKING_URI = 75
 FREE_TEXT_LIMITS = {"project_name": 80, "description": 300, "author_name": 100}
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -151,6 +153,18 @@ def check_tracking_uri(answers: Answers) -> Iterator[Problem]:
     if uri != uri.strip() or not uri:
         yield Problem(
             "mlflow_tracking_uri", f"{uri!r} is empty or padded", "use sqlite:///mlflow.db"
+        )
+    elif len(uri) > MAX_TRACKING_URI:
+        yield Problem(
+            "mlflow_tracking_uri",
+            f"is {len(uri)} characters long",
+            f"use at most {MAX_TRACKING_URI}; put a longer one in .env as MLFLOW_TRACKING_URI",
+        )
+    elif parsed.password:
+        yield Problem(
+            "mlflow_tracking_uri",
+            "contains a password, which would be committed with the code",
+            "leave it out; set MLFLOW_TRACKING_URI or the driver's password variable in .env",
         )
     elif scheme == "sqlite":
         if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):

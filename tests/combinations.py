@@ -11,6 +11,9 @@ SUPPORTED_COMBINATIONS = [
     pytest.param({}, id="default"),
     pytest.param(
         {
+            # the longest names allowed: rendered code must still fit its line length
+            "project_slug": "customer-lifetime-value-forecasting-service-for-retail-analytic",
+            "module_name": "customer_lifetime_value_forecasting_service_for_retail_analytic",
             "task": "regression",
             "model": "random_forest",
             "python_version": "3.10",
@@ -22,7 +25,7 @@ SUPPORTED_COMBINATIONS = [
             "open_source_license": "Proprietary",
             "initialize_git": "no",
         },
-        id="regression-minimal-py310",
+        id="regression-minimal-long-names-py310",
     ),
     pytest.param(
         {
@@ -43,7 +46,7 @@ SUPPORTED_COMBINATIONS = [
             "python_version": "3.13",
             "dvc_remote": "gcs",
             "dvc_remote_url": "gs://ml-bucket/dvc",
-            "mlflow_tracking_uri": "postgresql://mlflow:secret@db.internal:5432/mlflow",
+            "mlflow_tracking_uri": "postgresql://mlflow@db.internal:5432/mlflow",
             "open_source_license": "BSD-3-Clause",
             "docker_compose": "no",
         },

@@ -27,16 +27,33 @@ ALWAYS = [
     "LICENSE",
     "Makefile",
     "README.md",
+    "dvc.yaml",
     "params.yaml",
     "pyproject.toml",
     "src/{module}/__init__.py",
     "src/{module}/__main__.py",
     "src/{module}/cli.py",
     "src/{module}/config.py",
+    "src/{module}/data.py",
+    "src/{module}/errors.py",
+    "src/{module}/evaluate.py",
+    "src/{module}/metrics.py",
+    "src/{module}/model_io.py",
+    "src/{module}/profile.py",
+    "src/{module}/registry.py",
+    "src/{module}/schema.py",
+    "src/{module}/tracking.py",
+    "src/{module}/train.py",
     "src/{module}/py.typed",
     "tests/conftest.py",
     "tests/test_cli.py",
     "tests/test_config.py",
+    "tests/test_data.py",
+    "tests/test_dvc_pipeline.py",
+    "tests/test_metrics.py",
+    "tests/test_pipeline.py",
+    "tests/test_schema.py",
+    "tests/test_train.py",
 ]
 # (option, value that keeps the files)
 OPTION_FILES = {
@@ -168,7 +185,7 @@ def test_params_follow_the_answers(baked: BakedProject, answers: dict[str, Any])
 def test_tracking_uri_is_the_default_setting(baked: BakedProject, answers: dict[str, Any]) -> None:
     uri = answers["mlflow_tracking_uri"]
     assert f"MLFLOW_TRACKING_URI={uri}\n" in baked.read(".env.example")
-    assert f'mlflow_tracking_uri: str = "{uri}"' in baked.read(f"src/{baked.module}/config.py")
+    assert f'DEFAULT_TRACKING_URI = "{uri}"\n' in baked.read(f"src/{baked.module}/config.py")
     dependencies = baked.load("pyproject.toml")["project"]["dependencies"]
     assert any(dep.startswith("psycopg2") for dep in dependencies) == uri.startswith("postgresql")
 

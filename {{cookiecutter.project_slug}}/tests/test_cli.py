@@ -37,7 +37,7 @@ def test_bad_params_exit_2_with_the_key(
 
 def test_module_entry_point_reports_version() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.module_name }}", "--version"],
+        [sys.executable, "-m", main.__module__.split(".")[0], "--version"],
         capture_output=True,
         text=True,
         check=True,

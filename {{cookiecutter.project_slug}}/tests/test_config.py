@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.config import (
+    DEFAULT_TRACKING_URI,
     ParamsError,
     Settings,
     load_params,
@@ -59,5 +60,5 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
     settings = Settings()
 
-    assert settings.mlflow_tracking_uri == "{{ cookiecutter.mlflow_tracking_uri }}"
+    assert settings.mlflow_tracking_uri == DEFAULT_TRACKING_URI
     assert settings.model_name == "{{ cookiecutter.project_slug }}"

@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_slug }}: train, register and serve a model."""
+"""Train, evaluate, register and serve this project's model."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,5 +1,5 @@
-"""`python -m {{ cookiecutter.module_name }}` is the same CLI as `{{ cookiecutter.project_slug }}`."""
+"""`python -m <package>` runs the same CLI as the console script."""
 
-from {{ cookiecutter.module_name }}.cli import main
+from .cli import main
 
 raise SystemExit(main())

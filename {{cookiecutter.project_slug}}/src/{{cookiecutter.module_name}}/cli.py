@@ -1,4 +1,4 @@
-"""The project's one command line: `{{ cookiecutter.project_slug }} <command>`.
+"""The project's one command line, installed as a console script named after the project.
 
 The pipeline stages in dvc.yaml call these commands; they work on their own too.
 Heavy libraries are imported inside the commands so `--help` stays instant.
@@ -12,17 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from {{ cookiecutter.module_name }} import __version__
-from {{ cookiecutter.module_name }}.config import (
-    Params,
-    Settings,
-    load_params,
-)
-from {{ cookiecutter.module_name }}.errors import ProjectError
+from . import __version__
+from .config import Params, Settings, load_params
+from .errors import ProjectError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+PROG = "{{ cookiecutter.project_slug }}"
 Handler = Callable[[argparse.Namespace, Params, Settings], int]
 COMMANDS: dict[str, tuple[Handler, str]] = {}
 
@@ -47,8 +44,8 @@ def show_config(args: argparse.Namespace, params: Params, settings: Settings) ->
 
 @command("sample", "write the sample dataset scikit-learn ships for the task to data/raw/")
 def sample(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.config import Paths
-    from {{ cookiecutter.module_name }}.data import write_sample
+    from .config import Paths
+    from .data import write_sample
 
     frame = write_sample(params.task)
     print(f"wrote {Paths.sample}: {len(frame)} rows, {len(frame.columns)} columns")
@@ -57,7 +54,7 @@ def sample(args: argparse.Namespace, params: Params, settings: Settings) -> int:
 
 @command("prepare", "validate the raw data, infer the feature schema, split train/test")
 def prepare(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.data import prepare as run_prepare
+    from .data import prepare as run_prepare
 
     schema = run_prepare(params)
     kinds = f"{len(schema.numeric)} numeric, {len(schema.categorical)} categorical"
@@ -67,7 +64,7 @@ def prepare(args: argparse.Namespace, params: Params, settings: Settings) -> int
 
 @command("train", "fit the model on the train split and log it to MLflow")
 def train(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.train import train as run_train
+    from .train import train as run_train
 
     show(run_train(params, settings))
     return 0
@@ -75,7 +72,7 @@ def train(args: argparse.Namespace, params: Params, settings: Settings) -> int:
 
 @command("evaluate", "score the test split, write metrics, plots, model card; apply the gate")
 def evaluate(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.evaluate import evaluate as run_evaluate
+    from .evaluate import evaluate as run_evaluate
 
     show(run_evaluate(params, settings))
     return 0
@@ -83,7 +80,7 @@ def evaluate(args: argparse.Namespace, params: Params, settings: Settings) -> in
 
 @command("register", "register the model; @champion moves only if it is better")
 def register(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.registry import register as run_register
+    from .registry import register as run_register
 
     show(run_register(params, settings))
     return 0
@@ -92,7 +89,7 @@ def register(args: argparse.Namespace, params: Params, settings: Settings) -> in
 def _client(settings: Settings) -> MlflowClient:
     from mlflow import MlflowClient
 
-    from {{ cookiecutter.module_name }}.tracking import configure
+    from .tracking import configure
 
     configure(settings)
     return MlflowClient()
@@ -100,7 +97,7 @@ def _client(settings: Settings) -> MlflowClient:
 
 @command("promote", "give a version the @champion alias (the previous one is recorded)")
 def promote(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.registry import promote as run_promote
+    from .registry import promote as run_promote
 
     previous = run_promote(_client(settings), settings.model_name, args.version)
     print(f"{settings.model_name}@champion: v{previous} -> v{args.version}")
@@ -109,7 +106,7 @@ def promote(args: argparse.Namespace, params: Params, settings: Settings) -> int
 
 @command("rollback", "move @champion back to the version it replaced")
 def rollback(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.registry import rollback as run_rollback
+    from .registry import rollback as run_rollback
 
     current, previous = run_rollback(_client(settings), settings.model_name)
     print(f"{settings.model_name}@champion: v{current} -> v{previous}")
@@ -118,7 +115,7 @@ def rollback(args: argparse.Namespace, params: Params, settings: Settings) -> in
 
 @command("models", "list registered versions with their aliases and scores")
 def models(args: argparse.Namespace, params: Params, settings: Settings) -> int:
-    from {{ cookiecutter.module_name }}.registry import list_versions
+    from .registry import list_versions
 
     rows = list_versions(_client(settings), settings.model_name)
     print(f"{'version':>7}  {'aliases':<22} {'score':<10} decision")
@@ -130,7 +127,7 @@ def models(args: argparse.Namespace, params: Params, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, (_, help_text) in COMMANDS.items():

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from {{ cookiecutter.module_name }}.errors import ParamsError
+from .errors import ParamsError
 
 __all__ = ["Params", "ParamsError", "Paths", "Settings", "load_params"]
 
@@ -41,6 +41,10 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1", "roc_auc", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
+
+
+# Chosen when the project was generated; MLFLOW_TRACKING_URI in the environment or .env wins.
+DEFAULT_TRACKING_URI = "{{ cookiecutter.mlflow_tracking_uri }}"
 
 
 class Paths:
@@ -64,7 +68,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    mlflow_tracking_uri: str = "{{ cookiecutter.mlflow_tracking_uri }}"
+    mlflow_tracking_uri: str = DEFAULT_TRACKING_URI
     model_name: str = "{{ cookiecutter.project_slug }}"
     experiment_name: str = "{{ cookiecutter.project_slug }}"
     params_path: Path = Path("params.yaml")

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from {{ cookiecutter.module_name }}.config import (
-    Params,
-    Paths,
-    Task,
-)
-from {{ cookiecutter.module_name }}.errors import DataError
-from {{ cookiecutter.module_name }}.schema import (
-    FeatureSchema,
-    infer_schema,
-    is_numeric,
-    read_csv,
-)
+from .config import Params, Paths, Task
+from .errors import DataError
+from .schema import FeatureSchema, infer_schema, is_numeric, read_csv
 
 # The sample each task trains on when params.yaml names no CSV of yours.
 SAMPLE_DATASETS: dict[str, str] = {

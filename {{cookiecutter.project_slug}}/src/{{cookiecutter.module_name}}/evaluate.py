@@ -8,23 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from {{ cookiecutter.module_name }}.config import (
-    METRIC_DIRECTIONS,
-    Params,
-    Paths,
-    Settings,
-)
-from {{ cookiecutter.module_name }}.data import read_split
-from {{ cookiecutter.module_name }}.errors import GateError
-from {{ cookiecutter.module_name }}.metrics import (
-    gate_failures,
-    score,
-)
-from {{ cookiecutter.module_name }}.model_io import load_model_dir
-from {{ cookiecutter.module_name }}.schema import (
-    FeatureSchema,
-    to_model_frame,
-)
+from .config import METRIC_DIRECTIONS, Params, Paths, Settings
+from .data import read_split
+from .errors import GateError
+from .metrics import gate_failures, score
+from .model_io import load_model_dir
+from .schema import FeatureSchema, to_model_frame
 
 
 def write_plots(model: Any, features: pd.DataFrame, labels: pd.Series, task: str) -> None:
@@ -149,7 +138,7 @@ def evaluate(params: Params, settings: Settings) -> dict[str, float]:
     card = model_card(params, schema, scores, failures, rows)
     Paths.model_card.write_text(card, encoding="utf-8")
     if failures:
-        from {{ cookiecutter.module_name }} import tracking
+        from . import tracking
 
         tracking.log_test_results(settings, scores, passed=False)
         raise GateError("quality gate failed: " + "; ".join(failures))

@@ -6,10 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from {{ cookiecutter.module_name }}.config import (
-    METRIC_DIRECTIONS,
-    Task,
-)
+from .config import METRIC_DIRECTIONS, Task
 
 
 def score(model: Any, features: Any, labels: Any, task: Task) -> dict[str, float]:

@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.module_name }}.schema import (
-    FeatureSchema,
-    as_category_strings,
-)
+from .schema import FeatureSchema, as_category_strings
 
 BINS = 10
 

@@ -17,13 +17,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from {{ cookiecutter.module_name }}.config import (
-    Params,
-    Paths,
-    Settings,
-)
-from {{ cookiecutter.module_name }}.errors import RegistryError
-from {{ cookiecutter.module_name }}.metrics import is_better
+from .config import Params, Paths, Settings
+from .errors import RegistryError
+from .metrics import is_better
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -43,7 +39,8 @@ def promote(client: MlflowClient, name: str, version: str) -> str | None:
     except MlflowException as error:
         raise RegistryError(f"{name} has no version {version}") from error
     current = alias_version(client, name, CHAMPION)
-    previous = current.version if current is not None else None
+    # MLflow gives versions as int or str depending on the store; compare as text
+    previous = str(current.version) if current is not None else None
     if previous == version:
         return previous
     client.set_registered_model_alias(name, CHAMPION, version)
@@ -59,28 +56,26 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     current = alias_version(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no @{CHAMPION} to roll back")
+    version = str(current.version)
     previous = current.tags.get("previous_champion")
     if not previous:
         raise RegistryError(
-            f"{name} version {current.version} has no previous champion recorded; "
-            f"use `promote <version>` to choose one"
+            f"{name} version {version} has no previous champion recorded; "
+            "use `promote <version>` to choose one"
         )
     client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_model_version_tag(name, current.version, "rolled_back_to", previous)
-    return current.version, previous
+    client.set_model_version_tag(name, version, "rolled_back_to", previous)
+    return version, previous
 
 
 def champion_score(
     client: MlflowClient, name: str, champion: ModelVersion, params: Params
 ) -> float | None:
     """The champion's primary metric on today's test split; None if it cannot score it."""
-    from {{ cookiecutter.module_name }}.data import read_split
-    from {{ cookiecutter.module_name }}.metrics import score
-    from {{ cookiecutter.module_name }}.model_io import load_model_uri
-    from {{ cookiecutter.module_name }}.schema import (
-        FeatureSchema,
-        to_model_frame,
-    )
+    from .data import read_split
+    from .metrics import score
+    from .model_io import load_model_uri
+    from .schema import FeatureSchema, to_model_frame
 
     schema = FeatureSchema.load(Paths.schema)
     raw, labels = read_split(Paths.test, schema)
@@ -97,7 +92,7 @@ def register(params: Params, settings: Settings) -> dict[str, Any]:
     """Register the trained model, make it @challenger, and @champion if it is better."""
     import mlflow
 
-    from {{ cookiecutter.module_name }} import tracking
+    from . import tracking
 
     run = json.loads(Paths.run.read_text(encoding="utf-8"))
     metric = params.registry.primary_metric
@@ -112,7 +107,7 @@ def register(params: Params, settings: Settings) -> dict[str, Any]:
         client.create_registered_model(name, description=f"{params.task} model of this project")
     champion = alias_version(client, name, CHAMPION)
 
-    version = mlflow.register_model(run["model_uri"], name).version
+    version = str(mlflow.register_model(run["model_uri"], name).version)
     client.set_registered_model_alias(name, CHALLENGER, version)
 
     incumbent = champion_score(client, name, champion, params) if champion else None
@@ -132,10 +127,10 @@ def register(params: Params, settings: Settings) -> dict[str, Any]:
         "version": version,
         "primary_metric": metric,
         "challenger_score": challenger_score,
-        "champion_version": champion.version if champion else None,
+        "champion_version": str(champion.version) if champion else None,
         "champion_score": incumbent,
         "decision": decision,
-        "champion": version if promoted else champion.version if champion else None,
+        "champion": version if promoted else str(champion.version) if champion else None,
     }
     tags = {key: record[key] for key in ("primary_metric", "challenger_score", "decision")}
     tags["champion_score"] = record["champion_score"]
@@ -160,7 +155,7 @@ def list_versions(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     for version in client.search_model_versions(f"name = '{name}'"):
         rows.append(
             {
-                "version": version.version,
+                "version": str(version.version),
                 "aliases": sorted(aliases.get(str(version.version), [])),
                 "primary_metric": version.tags.get("primary_metric", ""),
                 "score": version.tags.get("challenger_score", ""),

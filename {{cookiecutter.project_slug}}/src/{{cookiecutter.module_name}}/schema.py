@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from {{ cookiecutter.module_name }}.config import Task
+from .config import Task
 
 FeatureKind = Literal["numeric", "categorical"]
 Label = int | float | str
@@ -70,7 +70,9 @@ def is_numeric(series: pd.Series) -> bool:
 
 def as_category_strings(series: pd.Series) -> pd.Series:
     """Categories are compared as text; missing stays missing (NaN)."""
-    return series.astype(object).map(lambda value: np.nan if pd.isna(value) else str(value))
+    # object dtype explicitly: pandas 3 would infer its own string dtype otherwise
+    values = [np.nan if pd.isna(value) else str(value) for value in series.astype(object)]
+    return pd.Series(values, index=series.index, name=series.name, dtype=object)
 
 
 def _label(value: object) -> Label:

@@ -11,10 +11,7 @@ from typing import Any
 
 import mlflow
 
-from {{ cookiecutter.module_name }}.config import (
-    Paths,
-    Settings,
-)
+from .config import Paths, Settings
 
 # With a local sqlite store, artifacts go here (git-ignored) rather than to ./mlruns,
 # the folder of MLflow's deprecated file store.

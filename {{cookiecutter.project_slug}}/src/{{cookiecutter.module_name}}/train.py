@@ -13,19 +13,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from {{ cookiecutter.module_name }} import tracking
-from {{ cookiecutter.module_name }}.config import (
-    Params,
-    Paths,
-    Settings,
-)
-from {{ cookiecutter.module_name }}.data import read_split
-from {{ cookiecutter.module_name }}.metrics import score
-from {{ cookiecutter.module_name }}.profile import build_profile
-from {{ cookiecutter.module_name }}.schema import (
-    FeatureSchema,
-    to_model_frame,
-)
+from . import tracking
+from .config import Params, Paths, Settings
+from .data import read_split
+from .metrics import score
+from .profile import build_profile
+from .schema import FeatureSchema, to_model_frame
 
 # The model is logged with exactly these packages rather than MLflow's slow inference.
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy")
