@@ -1,0 +1,284 @@
+"""End to end: the rendered project's DVC pipeline, MLflow registry and DVC remote, for real.
+
+Every test renders a project, installs it with its own `make setup` and runs `dvc repro`
+(through `make pipeline`) in the git repository the template created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from baked import BakedProject
+from conftest import bake_project
+
+pytestmark = pytest.mark.e2e
+
+TASK_MODELS = [
+    pytest.param({"task": task, "model": model}, id=f"{task}-{model}")
+    for task in ("classification", "regression")
+    for model in ("hist_gradient_boosting", "random_forest", "linear")
+]
+METRICS = {
+    "classification": {"accuracy", "f1", "roc_auc", "log_loss"},
+    "regression": {"rmse", "mae", "r2"},
+}
+# Gates loose enough for the deliberately weak model below.
+LOOSE_GATES = {
+    "classification": ["evaluate.gate.roc_auc=0.5", "evaluate.gate.accuracy=0.5"],
+    "regression": ["evaluate.gate.r2=-10"],
+}
+# A single depth-one tree: worse than any of the three models on either sample.
+STUMP = ["train.model=random_forest", "train.random_forest.n_estimators=1"]
+STUMP += ["train.random_forest.max_depth=1"]
+
+
+def installed(cookies: Any, answers: dict[str, Any]) -> BakedProject:
+    project = bake_project(cookies, answers)
+    project.check("make", "setup", timeout=1200)
+    return project
+
+
+def registry(project: BakedProject, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Aliases and version tags of the project's registered model, read with MLflow."""
+    script = (
+        "import json\n"
+        "from mlflow import MlflowClient\n"
+        f"from {project.module}.config import Settings\n"
+        "settings = Settings()\n"
+        "client = MlflowClient(settings.mlflow_tracking_uri)\n"
+        "model = client.get_registered_model(settings.model_name)\n"
+        "versions = client.search_model_versions(f\"name = '{settings.model_name}'\")\n"
+        "print(json.dumps({\n"
+        "    'aliases': {alias: str(v) for alias, v in model.aliases.items()},\n"
+        "    'tags': {str(v.version): v.tags for v in versions},\n"
+        "}))\n"
+    )
+    output = project.check(".venv/bin/python", "-c", script, env=env).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def dvc(project: BakedProject, *args: str) -> str:
+    """A dvc command with the project's CLI on PATH, as `make pipeline` runs it."""
+    bin_dir = project.path / ".venv" / "bin"
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    result = project.check(str(bin_dir / "dvc"), *args, env={"PATH": path}, timeout=1200)
+    return result.stdout + result.stderr
+
+
+def set_params(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("-S", item)]
+
+
+@pytest.mark.parametrize("answers", TASK_MODELS)
+def test_pipeline_lifecycle(cookies_session: Any, answers: dict[str, str]) -> None:
+    project = installed(cookies_session, answers)
+    cli = f".venv/bin/{project.path.name}"
+    task = answers["task"]
+
+    # 1. make pipeline: every stage runs, the model is registered as champion
+    output = project.check("make", "pipeline", timeout=1200).stdout
+    assert stages_run(output) == ["sample", "prepare", "train", "evaluate", "register"]
+    metrics = json.loads(project.read("metrics/test.json"))
+    assert set(metrics) == METRICS[task]
+    for name in ("data/processed/schema.json", "models/model/MLmodel", "models/profile.json"):
+        assert project.has_file(name), name
+    assert project.has_file("plots/predictions.csv")
+    assert "## Test metrics" in project.read("reports/model_card.md")
+    state = registry(project)
+    assert state["aliases"] == {"champion": "1", "challenger": "1"}
+    assert state["tags"]["1"]["decision"] == "promoted: no champion yet"
+    project.check("git", "add", "--all")
+    project.check("git", "commit", "--quiet", "-m", "Run the pipeline")
+
+    # 2. nothing changed: nothing runs
+    assert stages_run(dvc(project, "repro")) == []
+
+    # 3. one parameter changed: only the stage that reads it runs
+    changed = dvc(project, "exp", "run", *set_params(LOOSE_GATES[task]))
+    assert stages_run(changed) == ["evaluate"]
+
+    # 4. a worse challenger is registered but does not take @champion
+    dvc(project, "exp", "run", *set_params(STUMP))
+    registration = json.loads(project.read("reports/registration.json"))
+    assert registration["version"] == "2"
+    assert registration["decision"].startswith("kept champion v1"), registration
+    state = registry(project)
+    assert state["aliases"] == {"champion": "1", "challenger": "2"}
+    assert float(state["tags"]["2"]["champion_score"]) == pytest.approx(
+        json.loads(project.read("reports/registration.json"))["champion_score"]
+    )
+
+    # 5. experiments are comparable
+    shown = dvc(project, "exp", "show", "--no-pager", "--csv")
+    assert shown.count("\n") >= 3
+    diff = dvc(project, "metrics", "diff", "--json")
+    assert "metrics/test.json" in diff
+
+    # 6. promote by hand, then roll back
+    project.check(cli, "promote", "2")
+    assert registry(project)["aliases"]["champion"] == "2"
+    project.check(cli, "rollback")
+    assert registry(project)["aliases"]["champion"] == "1"
+    refused = project.run(cli, "rollback")
+    assert refused.returncode == 2
+    assert "no previous champion" in refused.stderr
+    listing = project.check(cli, "models").stdout
+    assert "@champion" in listing
+    assert "@challenger" in listing
+
+
+def customer_csv(rows: int = 400, seed: int = 7) -> pd.DataFrame:
+    """Numeric and categorical columns with missing values and a learnable label."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, rows).astype(float)
+    plan = rng.choice(["basic", "plus", "pro"], rows)
+    region = rng.choice(["north", "south", "east", "west"], rows)
+    spend = rng.gamma(2.0, 30.0, rows)
+    noise = rng.normal(0, 0.2, rows)
+    churn_score = -0.05 * tenure + (plan == "basic") * 1.5 + spend / 100 + noise
+    frame = pd.DataFrame(
+        {
+            "tenure_months": tenure,
+            "plan": plan,
+            "region": region,
+            "monthly_spend": spend,
+            "churned": np.where(churn_score > np.median(churn_score), "yes", "no"),
+        }
+    )
+    frame.loc[::9, "monthly_spend"] = np.nan
+    frame.loc[::13, "region"] = np.nan
+    return frame
+
+
+def set_data_params(project: BakedProject, path: str, target: str) -> None:
+    text = project.read("params.yaml")
+    text = text.replace("  path: data/raw/sample.csv", f"  path: {path}")
+    text = text.replace("  target: target ", f"  target: {target} ")
+    (project.path / "params.yaml").write_text(text, encoding="utf-8")
+
+
+def dvc_outputs(project: BakedProject, roots: list[str]) -> dict[Path, str]:
+    """Files DVC manages under `roots` (not its .dvc and .gitignore files), with digests."""
+    found = {}
+    for root in roots:
+        target = project.path / root
+        files = [target] if target.is_file() else sorted(target.rglob("*"))
+        for file in files:
+            if file.is_file() and file.suffix not in (".dvc", ".gitignore"):
+                found[file] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return found
+
+
+def test_your_own_csv_and_the_dvc_remote(cookies_session: Any) -> None:
+    project = installed(cookies_session, {})
+    raw = project.path / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+
+    # A CSV without the target column stops at prepare, naming the problem.
+    customer_csv().drop(columns=["churned"]).to_csv(raw / "customers.csv", index=False)
+    set_data_params(project, "data/raw/customers.csv", "churned")
+    failed = project.run("make", "pipeline", timeout=1200)
+    assert failed.returncode != 0
+    assert "target column 'churned' not found" in failed.stderr
+    assert "Running stage 'train'" not in failed.stdout
+
+    # An empty file, or a single class, stop there too.
+    (raw / "customers.csv").write_text("", encoding="utf-8")
+    failed = project.run("make", "pipeline", timeout=1200)
+    assert "customers.csv: the file is empty" in failed.stderr
+    customer_csv().assign(churned="no").to_csv(raw / "customers.csv", index=False)
+    failed = project.run("make", "pipeline", timeout=1200)
+    assert "target column 'churned' has one class ('no')" in failed.stderr
+    assert "Running stage 'train'" not in failed.stdout
+
+    # The real file: numeric and categorical columns with missing values, no code change.
+    customer_csv().to_csv(raw / "customers.csv", index=False)
+    project.check(".venv/bin/dvc", "add", "data/raw/customers.csv")
+    output = project.check("make", "pipeline", timeout=1200).stdout
+    assert "Running stage 'register'" in output
+    schema = json.loads(project.read("data/processed/schema.json"))
+    kinds = {feature["name"]: feature["kind"] for feature in schema["features"]}
+    assert kinds == {
+        "tenure_months": "numeric",
+        "plan": "categorical",
+        "region": "categorical",
+        "monthly_spend": "numeric",
+    }
+    assert registry(project)["aliases"]["champion"] == "1"
+
+    # Push to the local remote, delete the outputs, pull: byte-identical.
+    roots = ["data/raw", "data/processed", "models/model", "models/profile.json"]
+    before = dvc_outputs(project, roots)
+    assert len(before) > 10
+    project.check("make", "push")
+    for file in before:
+        file.unlink()
+    project.check("make", "pull")
+    assert dvc_outputs(project, roots) == before
+    storage = project.path.parent / f"{project.path.name}-dvc-storage"
+    assert any(storage.rglob("*")), "the default remote is a folder beside the project"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_pipeline_against_a_real_mlflow_server(cookies_session: Any, tmp_path: Path) -> None:
+    project = installed(cookies_session, {})
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(project.path / ".venv/bin/mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{project.path / '.venv/bin'}{os.pathsep}{os.environ['PATH']}"},
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        env = {"MLFLOW_TRACKING_URI": uri}
+        project.check("make", "pipeline", env=env, timeout=1200)
+
+        state = registry(project, env=env)
+        assert state["aliases"] == {"champion": "1", "challenger": "1"}
+        assert not (project.path / "mlflow.db").exists(), "nothing may go to the local store"
+        assert any((tmp_path / "artifacts").rglob("MLmodel")), "the server stores the model"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
