@@ -11,7 +11,7 @@ DEMO := $(DEMO_DIR)/my-ml-service
 # Parallel test workers; the machines we target have 2 cores.
 WORKERS ?= 2
 
-.PHONY: help install demo test test-fast lint clean
+.PHONY: help install demo test test-fast lint bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,14 +28,14 @@ install: $(VENV)/.installed ## Create .venv with the template's dev and test too
 
 # GIT_CEILING_DIRECTORIES keeps git from seeing this repository above build/, so the
 # demo gets its own repository exactly as a user's fresh render does.
-demo: install ## Render the default project into build/demo and run it end to end
+demo: install ## Render the default project into build/demo, install, test and run its pipeline
 	rm -rf $(DEMO_DIR)
 	GIT_CEILING_DIRECTORIES=$(CURDIR)/build $(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
-	cd $(DEMO) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory setup lint test
-	cd $(DEMO) && .venv/bin/my-ml-service config
-	@echo; echo "Demo project: $(DEMO)"; echo "git log:"
-	@git -C $(DEMO) log --oneline
-	@echo "next: cd $(DEMO) && make help"
+	cd $(DEMO) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory setup lint test pipeline models
+	@echo; echo "Demo project: $(DEMO)"
+	@echo "test metrics (metrics/test.json):"; cat $(DEMO)/metrics/test.json
+	@echo "registration (reports/registration.json):"; cat $(DEMO)/reports/registration.json
+	@echo "next: cd $(DEMO) && make help   (make mlflow-ui shows the run and the registry)"
 
 test: install ## The whole template suite: structural tests and end-to-end installs
 	$(BIN)/pytest -n $(WORKERS)
@@ -47,6 +47,9 @@ lint: install ## ruff and mypy on the hooks and tests
 	$(BIN)/ruff check hooks tests
 	$(BIN)/ruff format --check hooks tests
 	$(BIN)/mypy hooks tests
+
+bench: install ## Benchmarks of the rendered project (figures for the README)
+	$(BIN)/python bench/pipeline.py
 
 clean: ## Remove .venv and build/
 	rm -rf $(VENV) build

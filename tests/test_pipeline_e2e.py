@@ -127,6 +127,8 @@ def test_pipeline_lifecycle(cookies_session: Any, answers: dict[str, str]) -> No
     assert shown.count("\n") >= 3
     diff = dvc(project, "metrics", "diff", "--json")
     assert "metrics/test.json" in diff
+    dvc(project, "plots", "show")
+    assert (project.path / "dvc_plots" / "index.html").is_file()
 
     # 6. promote by hand, then roll back
     project.check(cli, "promote", "2")
@@ -178,7 +180,7 @@ def dvc_outputs(project: BakedProject, roots: list[str]) -> dict[Path, str]:
         target = project.path / root
         files = [target] if target.is_file() else sorted(target.rglob("*"))
         for file in files:
-            if file.is_file() and file.suffix not in (".dvc", ".gitignore"):
+            if file.is_file() and file.suffix != ".dvc" and file.name != ".gitignore":
                 found[file] = hashlib.sha256(file.read_bytes()).hexdigest()
     return found
 
