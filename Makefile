@@ -44,9 +44,9 @@ test-fast: install ## Structural tests only (no project installs)
 	$(BIN)/pytest -n $(WORKERS) -m "not e2e"
 
 lint: install ## ruff and mypy on the hooks and tests
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
-	$(BIN)/mypy hooks tests
+	$(BIN)/ruff check hooks tests bench
+	$(BIN)/ruff format --check hooks tests bench
+	$(BIN)/mypy hooks tests bench
 
 bench: install ## Benchmarks of the rendered project (figures for the README)
 	$(BIN)/python bench/pipeline.py
