@@ -25,3 +25,8 @@ def bake_project(cookies: Any, answers: dict[str, Any]) -> BakedProject:
     assert result.exception is None, f"baking {answers} failed: {result.exception!r}"
     assert result.exit_code == 0
     return BakedProject(Path(result.project_path), answers)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Slowest first, so the test workers finish together rather than one waiting on the tail.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
