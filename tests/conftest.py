@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TEMPLATE_DIR, BakedProject
+from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, template_defaults
 
 # DVC and MLflow must not phone home from tests, and git needs an identity to commit.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -25,6 +26,37 @@ def bake_project(cookies: Any, answers: dict[str, Any]) -> BakedProject:
     assert result.exception is None, f"baking {answers} failed: {result.exception!r}"
     assert result.exit_code == 0
     return BakedProject(Path(result.project_path), answers)
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter for `version`: uv's discovery first, then pyenv's installs."""
+    found = subprocess.run(
+        [str(TOOLS_BIN / "uv"), "python", "find", "--no-python-downloads", version],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0:
+        return found.stdout.strip()
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def setup_env(answers: dict[str, Any]) -> dict[str, str]:
+    """Environment for `make setup`: the interpreter the project asks for."""
+    version = answers["python_version"]
+    python = find_python(version)
+    if python is None:
+        pytest.fail(f"no Python {version} interpreter here: .ci/run must provide it")
+    return {"UV_PYTHON": python, "UV_NO_PROGRESS": "1"}
+
+
+def install_project(cookies: Any, answers: dict[str, Any]) -> BakedProject:
+    """Bake, then the project's own `make setup` on the Python version it asks for."""
+    project = bake_project(cookies, answers)
+    project.check("make", "setup", env=setup_env({**template_defaults(), **answers}), timeout=1200)
+    return project
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,47 +8,14 @@ user would. One test per combination, so the combinations spread over test worke
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TOOLS_BIN, BakedProject, template_defaults
+from baked import template_defaults
 from combinations import SUPPORTED_COMBINATIONS
-from conftest import bake_project
+from conftest import install_project
 
 pytestmark = pytest.mark.e2e
-
-
-def find_python(version: str) -> str | None:
-    """An interpreter for `version`: uv's discovery first, then pyenv's installs."""
-    found = subprocess.run(
-        [str(TOOLS_BIN / "uv"), "python", "find", "--no-python-downloads", version],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode == 0:
-        return found.stdout.strip()
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
-    return str(candidates[-1]) if candidates else None
-
-
-def setup_env(answers: dict[str, Any]) -> dict[str, str]:
-    """Environment for `make setup`: the interpreter the project asks for."""
-    version = answers["python_version"]
-    python = find_python(version)
-    if python is None:
-        pytest.fail(f"no Python {version} interpreter here: .ci/run must provide it")
-    return {"UV_PYTHON": python, "UV_NO_PROGRESS": "1"}
-
-
-def install(cookies: Any, answers: dict[str, Any]) -> BakedProject:
-    project = bake_project(cookies, answers)
-    project.check("make", "setup", env=setup_env({**template_defaults(), **answers}), timeout=1200)
-    return project
 
 
 @pytest.mark.parametrize("combination", SUPPORTED_COMBINATIONS)
@@ -56,7 +23,7 @@ def test_combination_installs_lints_and_passes_its_tests(
     cookies_session: Any, combination: dict[str, Any]
 ) -> None:
     answers = {**template_defaults(), **combination}
-    project = install(cookies_session, combination)
+    project = install_project(cookies_session, combination)
 
     version = project.check(".venv/bin/python", "-c", "import sys; print(sys.version)").stdout
     assert version.startswith(answers["python_version"] + "."), version

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from baked import BakedProject
-from conftest import bake_project
+from conftest import install_project
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,6 @@ LOOSE_GATES = {
 # A single depth-one tree: worse than any of the three models on either sample.
 STUMP = ["train.model=random_forest", "train.random_forest.n_estimators=1"]
 STUMP += ["train.random_forest.max_depth=1"]
-
-
-def installed(cookies: Any, answers: dict[str, Any]) -> BakedProject:
-    project = bake_project(cookies, answers)
-    project.check("make", "setup", timeout=1200)
-    return project
 
 
 def registry(project: BakedProject, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -85,7 +79,7 @@ def set_params(items: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("answers", TASK_MODELS)
 def test_pipeline_lifecycle(cookies_session: Any, answers: dict[str, str]) -> None:
-    project = installed(cookies_session, answers)
+    project = install_project(cookies_session, answers)
     cli = f".venv/bin/{project.path.name}"
     task = answers["task"]
 
@@ -186,7 +180,7 @@ def dvc_outputs(project: BakedProject, roots: list[str]) -> dict[Path, str]:
 
 
 def test_your_own_csv_and_the_dvc_remote(cookies_session: Any) -> None:
-    project = installed(cookies_session, {})
+    project = install_project(cookies_session, {})
     raw = project.path / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
 
@@ -242,7 +236,7 @@ def free_port() -> int:
 
 
 def test_pipeline_against_a_real_mlflow_server(cookies_session: Any, tmp_path: Path) -> None:
-    project = installed(cookies_session, {})
+    project = install_project(cookies_session, {})
     port = free_port()
     server = subprocess.Popen(
         [
