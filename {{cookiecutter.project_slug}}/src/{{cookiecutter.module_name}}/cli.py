@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import Params, Settings, load_params
+from .config import Settings, load_params
 from .errors import ProjectError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 PROG = "{{ cookiecutter.project_slug }}"
-Handler = Callable[[argparse.Namespace, Params, Settings], int]
+Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, tuple[Handler, str]] = {}
 
 
@@ -37,13 +38,15 @@ def show(value: object) -> None:
 
 
 @command("config", "print the settings and parameters in effect")
-def show_config(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def show_config(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     show({"settings": settings.model_dump(mode="json"), "params": params.model_dump(mode="json")})
     return 0
 
 
 @command("sample", "write the sample dataset scikit-learn ships for the task to data/raw/")
-def sample(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def sample(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     from .config import Paths
     from .data import write_sample
 
@@ -53,7 +56,8 @@ def sample(args: argparse.Namespace, params: Params, settings: Settings) -> int:
 
 
 @command("prepare", "validate the raw data, infer the feature schema, split train/test")
-def prepare(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def prepare(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     from .data import prepare as run_prepare
 
     schema = run_prepare(params)
@@ -63,7 +67,8 @@ def prepare(args: argparse.Namespace, params: Params, settings: Settings) -> int
 
 
 @command("train", "fit the model on the train split and log it to MLflow")
-def train(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def train(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     from .train import train as run_train
 
     show(run_train(params, settings))
@@ -71,7 +76,8 @@ def train(args: argparse.Namespace, params: Params, settings: Settings) -> int:
 
 
 @command("evaluate", "score the test split, write metrics, plots, model card; apply the gate")
-def evaluate(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     from .evaluate import evaluate as run_evaluate
 
     show(run_evaluate(params, settings))
@@ -79,7 +85,8 @@ def evaluate(args: argparse.Namespace, params: Params, settings: Settings) -> in
 
 
 @command("register", "register the model; @champion moves only if it is better")
-def register(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def register(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
     from .registry import register as run_register
 
     show(run_register(params, settings))
@@ -96,7 +103,7 @@ def _client(settings: Settings) -> MlflowClient:
 
 
 @command("promote", "give a version the @champion alias (the previous one is recorded)")
-def promote(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def promote(args: argparse.Namespace, settings: Settings) -> int:
     from .registry import promote as run_promote
 
     previous = run_promote(_client(settings), settings.model_name, args.version)
@@ -105,7 +112,7 @@ def promote(args: argparse.Namespace, params: Params, settings: Settings) -> int
 
 
 @command("rollback", "move @champion back to the version it replaced")
-def rollback(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def rollback(args: argparse.Namespace, settings: Settings) -> int:
     from .registry import rollback as run_rollback
 
     current, previous = run_rollback(_client(settings), settings.model_name)
@@ -114,7 +121,7 @@ def rollback(args: argparse.Namespace, params: Params, settings: Settings) -> in
 
 
 @command("models", "list registered versions with their aliases and scores")
-def models(args: argparse.Namespace, params: Params, settings: Settings) -> int:
+def models(args: argparse.Namespace, settings: Settings) -> int:
     from .registry import list_versions
 
     rows = list_versions(_client(settings), settings.model_name)
@@ -126,6 +133,31 @@ def models(args: argparse.Namespace, params: Params, settings: Settings) -> int:
     return 0
 
 
+@command("export-model", "copy a registered model, its schema and profile to a directory")
+def export_model(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .serving.loading import download
+
+    output = Path(args.output)
+    shutil.rmtree(output, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copytree(download(settings, args.alias, Path(scratch)), output)
+    metadata = json.loads((output / "registry.json").read_text(encoding="utf-8"))
+    print(f"exported {settings.model_name} v{metadata['version']} (@{args.alias}) to {output}")
+    return 0
+
+
+@command("serve", "start the prediction server (HOST, PORT, WORKERS, MODEL_DIR, …)")
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .serving.run import serve as run_server
+    from .serving.settings import ServeSettings
+
+    run_server(ServeSettings())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -134,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         subparser = commands.add_parser(name, help=help_text, description=help_text)
         if name == "promote":
             subparser.add_argument("version", help="registry version number, e.g. 3")
+        if name == "export-model":
+            subparser.add_argument("--alias", default="champion", help="default: champion")
+            subparser.add_argument("--output", default="build/model", help="default: build/model")
     return parser
 
 
@@ -141,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler, _ = COMMANDS[args.command]
     try:
-        settings = Settings()
-        return handler(args, load_params(settings.params_path), settings)
+        return handler(args, Settings())
     except ProjectError as error:  # one line a user can act on; anything else is a bug
         print(f"error: {error}", file=sys.stderr)
         return 2

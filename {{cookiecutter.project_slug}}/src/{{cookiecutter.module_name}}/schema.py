@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 
 from .config import Task
+
+if TYPE_CHECKING:  # pandas is for training; the server reads schemas without it
+    import pandas as pd
 
 FeatureKind = Literal["numeric", "categorical"]
 Label = int | float | str
@@ -65,11 +67,15 @@ class FeatureSchema(BaseModel):
 
 
 def is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
 
 
 def as_category_strings(series: pd.Series) -> pd.Series:
     """Categories are compared as text; missing stays missing (NaN)."""
+    import pandas as pd
+
     # object dtype explicitly: pandas 3 would infer its own string dtype otherwise
     values = [np.nan if pd.isna(value) else str(value) for value in series.astype(object)]
     return pd.Series(values, index=series.index, name=series.name, dtype=object)
@@ -121,6 +127,8 @@ def infer_schema(
 
 def validate_frame(frame: pd.DataFrame, schema: FeatureSchema) -> list[str]:
     """What in `frame` breaks the schema, one message per column; empty when it fits."""
+    import pandas as pd
+
     problems = []
     for feature in schema.features:
         if feature.name not in frame.columns:
@@ -152,6 +160,8 @@ def validate_frame(frame: pd.DataFrame, schema: FeatureSchema) -> list[str]:
 
 def to_model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """The model's input: schema columns in schema order, numbers as float, categories as text."""
+    import pandas as pd
+
     columns = {}
     for feature in schema.features:
         column = frame[feature.name]
@@ -164,4 +174,6 @@ def to_model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 
 def read_csv(path: Path, categorical: Iterable[str] = ()) -> pd.DataFrame:
     """Read a CSV keeping categorical columns as text (so '007' stays '007')."""
+    import pandas as pd
+
     return pd.read_csv(path, dtype=dict.fromkeys(categorical, "string"))

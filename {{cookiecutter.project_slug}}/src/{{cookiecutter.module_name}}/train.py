@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from sklearn.base import BaseEstimator
@@ -16,12 +19,15 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from . import tracking
 from .config import Params, Paths, Settings
 from .data import read_split
+from .inference import FILENAME as COMPILED_FILENAME
+from .inference import CompileError, compile_pipeline
 from .metrics import score
 from .profile import build_profile
 from .schema import FeatureSchema, to_model_frame
 
 # The model is logged with exactly these packages rather than MLflow's slow inference.
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy")
+log = logging.getLogger(__name__)
 
 
 def build_estimator(params: Params) -> BaseEstimator:
@@ -95,6 +101,13 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
         json.dumps(build_profile(features, predictions, schema), indent=2) + "\n",
         encoding="utf-8",
     )
+    scratch = Path(tempfile.mkdtemp())
+    extra_files = [str(Paths.schema), str(Paths.profile)]
+    try:
+        compile_pipeline(pipeline).save(scratch / COMPILED_FILENAME)
+        extra_files.append(str(scratch / COMPILED_FILENAME))
+    except CompileError as error:  # served through scikit-learn instead
+        log.warning("the model will be served with scikit-learn: %s", error)
     example = features.head(5)
     model_kwargs: dict[str, Any] = {
         "signature": infer_signature(example, pipeline.predict(example)),
@@ -102,7 +115,7 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
         "pip_requirements": [f"{package}=={version(package)}" for package in MODEL_REQUIREMENTS],
         # skops refuses types it does not know; trust exactly those of the model just fitted
         "skops_trusted_types": skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)),
-        "extra_files": [str(Paths.schema), str(Paths.profile)],
+        "extra_files": extra_files,
     }
 
     run_params = logged_params(params)
@@ -126,6 +139,7 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
 
     shutil.rmtree(Paths.model, ignore_errors=True)
     mlflow.sklearn.save_model(pipeline, str(Paths.model), **model_kwargs)
+    shutil.rmtree(scratch)
     record = {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,

@@ -1,0 +1,1 @@
+"""The prediction server: FastAPI app, model loading and reloading, metrics."""

@@ -1,0 +1,217 @@
+"""Requests in, model inputs out: the API's contract, built from the feature schema.
+
+`/predict` takes one JSON record or a list of them; `/invocations` takes MLflow's
+scoring formats (dataframe_split, dataframe_records, instances, inputs; JSON or CSV).
+Every record is checked against the schema the model was trained with: numbers must be
+finite numbers, categories one of the values seen in training (an unseen category is
+rejected rather than silently ignored by the model), null only where the training data
+had missing values, and no field may be missing or unknown. Problems raise
+RequestError with an HTTP status and a body naming the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from ..inference import Inputs
+from ..schema import FeatureSchema
+
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _errors(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *item["loc"]], "msg": item["msg"], "type": item["type"]}
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+class RequestParser:
+    """Validates records against one model's schema and turns them into `Inputs`."""
+
+    def __init__(self, schema: FeatureSchema, max_rows: int) -> None:
+        self.schema = schema
+        self.max_rows = max_rows
+        fields: dict[str, Any] = {}
+        self.numeric_keys: list[str] = []
+        self.categorical_keys: list[str] = []
+        for index, feature in enumerate(schema.features):
+            key = f"f{index}"  # feature names need not be identifiers; they are the aliases
+            annotation: Any
+            if feature.kind == "numeric":
+                annotation = FiniteNumber
+                self.numeric_keys.append(key)
+                about = f"number seen from {feature.minimum:g} to {feature.maximum:g} in training"
+            else:
+                annotation = Literal[tuple(feature.categories or [""])]
+                self.categorical_keys.append(key)
+                about = "one of the categories seen in training"
+            if feature.nullable:
+                annotation = annotation | None
+                about += "; null when missing"
+            fields[key] = (annotation, Field(alias=feature.name, description=about))
+        self.record: type[BaseModel] = create_model(
+            "Record", __config__=ConfigDict(extra="forbid", frozen=True), **fields
+        )
+        self.records = TypeAdapter(list[self.record])  # type: ignore[name-defined]
+
+    def json_schema(self) -> dict[str, Any]:
+        """Request body of /predict: one record or a non-empty list of them."""
+        record = self.record.model_json_schema(by_alias=True)
+        return {
+            "oneOf": [
+                record,
+                {"type": "array", "items": record, "minItems": 1, "maxItems": self.max_rows},
+            ]
+        }
+
+    def check_rows(self, rows: int) -> None:
+        if rows == 0:
+            raise RequestError(422, [{"loc": ["body"], "msg": "send at least one record"}])
+        if rows > self.max_rows:
+            raise RequestError(413, f"{rows} records; at most {self.max_rows} per request")
+
+    def from_records(self, records: Any, prefix: tuple[Any, ...] = ("body",)) -> Inputs:
+        if not isinstance(records, list):
+            raise RequestError(422, [{"loc": list(prefix), "msg": "expected a list of records"}])
+        self.check_rows(len(records))
+        try:
+            validated = self.records.validate_python(records)
+        except ValidationError as error:
+            raise RequestError(422, _errors(error, prefix)) from error
+        rows = [record.__dict__ for record in validated]
+        numeric = np.array(
+            [[row[key] for key in self.numeric_keys] for row in rows], dtype=float
+        ).reshape(len(rows), len(self.numeric_keys))
+        categorical = [[row[key] for row in rows] for key in self.categorical_keys]
+        return Inputs(numeric=numeric, categorical=categorical)
+
+    def parse_predict(self, body: bytes) -> Inputs:
+        payload = _json(body)
+        if isinstance(payload, dict):
+            return self.from_records([payload], prefix=("body",))
+        return self.from_records(payload)
+
+    def parse_invocations(self, body: bytes, content_type: str) -> Inputs:
+        if content_type == "text/csv":
+            return self.from_csv(body)
+        payload = _json(body)
+        if not isinstance(payload, dict):
+            raise RequestError(422, [{"loc": ["body"], "msg": f"expected one of {MLFLOW_KEYS}"}])
+        keys = [key for key in MLFLOW_KEYS if key in payload]
+        unknown = sorted(set(payload) - {*MLFLOW_KEYS, "params"})
+        if len(keys) != 1 or unknown or payload.get("params"):
+            raise RequestError(
+                422,
+                [{"loc": ["body"], "msg": f"give exactly one of {MLFLOW_KEYS} (no params)"}],
+            )
+        key = keys[0]
+        data = payload[key]
+        if key == "dataframe_split":
+            # numpy would read true as 1.0: booleans anywhere take the checked path
+            return self.from_split(data, fast=b"true" not in body and b"false" not in body)
+        if isinstance(data, dict):  # columns -> values, the other pandas orientation
+            data = _columns_to_records(data, key)
+        return self.from_records(data, prefix=("body", key))
+
+    def from_split(self, split: Any, fast: bool = True) -> Inputs:
+        prefix = ("body", "dataframe_split")
+        if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+            raise RequestError(422, [{"loc": list(prefix), "msg": "needs 'columns' and 'data'"}])
+        columns, data = split.get("columns"), split["data"]
+        self.check_rows(len(data))
+        numeric = self._numeric_split(columns, data) if fast else None
+        if numeric is not None:
+            return numeric
+        if not isinstance(columns, list) or not all(isinstance(row, list) for row in data):
+            raise RequestError(
+                422, [{"loc": list(prefix), "msg": "'columns' and each row of 'data' are lists"}]
+            )
+        if any(len(row) != len(columns) for row in data):
+            raise RequestError(
+                422, [{"loc": [*prefix, "data"], "msg": "every row needs one value per column"}]
+            )
+        return self.from_records([dict(zip(columns, row, strict=True)) for row in data], prefix)
+
+    def _numeric_split(self, columns: Any, data: list[Any]) -> Inputs | None:
+        """All-numeric schemas: straight into numpy, no per-value Python objects."""
+        if self.categorical_keys or not isinstance(columns, list):
+            return None
+        if sorted(map(str, columns)) != sorted(self.schema.names) or len(set(columns)) != len(
+            columns
+        ):
+            return None
+        try:
+            values = np.array(data)
+        except ValueError:  # ragged rows
+            return None
+        # anything but plain numbers (text, null, nested lists): the record path explains
+        if values.dtype.kind not in "fi" or values.ndim != 2 or values.shape[1] != len(columns):
+            return None
+        values = values.astype(float)
+        if not np.isfinite(values).all():
+            return None
+        order = [columns.index(name) for name in self.schema.names]
+        return Inputs(numeric=values[:, order], categorical=[])
+
+    def from_csv(self, body: bytes) -> Inputs:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RequestError(400, "CSV must be UTF-8") from error
+        reader = csv.DictReader(io.StringIO(text))
+        numeric = set(self.schema.numeric)
+        records: list[dict[str, Any]] = []
+        for row in reader:
+            if None in row:
+                raise RequestError(
+                    422, [{"loc": ["body", len(records)], "msg": "more values than columns"}]
+                )
+            record: dict[str, Any] = {}
+            for name, value in row.items():
+                if value == "" or value is None:
+                    record[name] = None
+                elif name in numeric:
+                    record[name] = _number(value)
+                else:
+                    record[name] = value
+            records.append(record)
+        return self.from_records(records)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RequestError(400, f"malformed JSON: {error}") from error
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # validation names the field
+
+
+def _columns_to_records(columns: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    values = list(columns.values())
+    if not all(isinstance(column, list) for column in values):
+        raise RequestError(422, [{"loc": ["body", key], "msg": "expected lists of values"}])
+    lengths = {len(column) for column in values}
+    if len(lengths) > 1:
+        raise RequestError(422, [{"loc": ["body", key], "msg": "columns of unequal length"}])
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]

@@ -1,0 +1,36 @@
+"""`serve`: uvicorn with the settings' host, port and workers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .settings import ServeSettings
+
+
+def prepare_metrics_dir() -> Path:
+    """A clean PROMETHEUS_MULTIPROC_DIR shared by the workers (samples of an earlier run go)."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    # Set before any worker imports prometheus_client, which reads it at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
+def serve(settings: ServeSettings) -> None:
+    import uvicorn
+
+    prepare_metrics_dir()
+    uvicorn.run(
+        f"{__package__}.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,  # the metrics count every request
+        log_level="info",
+    )
