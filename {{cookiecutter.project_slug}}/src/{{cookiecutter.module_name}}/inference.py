@@ -20,6 +20,8 @@ import numpy as np
 
 FORMAT_VERSION = 1
 FILENAME = "inference.npz"
+# Rows walked through the trees at once: small enough for the node arrays to stay in cache.
+BLOCK_ROWS = 1024
 
 
 class CompileError(ValueError):
@@ -53,6 +55,11 @@ class CompiledModel:
         self._codes = [
             {label: code for code, label in enumerate(labels)}
             for labels in self.meta.get("categories", [])
+        ]
+        # Trees are stored deepest first: level d walks only the trees deeper than d.
+        depths = self.arrays.get("depths", np.zeros(0, dtype=np.int64))
+        self._active = [
+            int(np.count_nonzero(depths > level)) for level in range(int(depths.max(initial=0)))
         ]
 
     @property
@@ -98,25 +105,33 @@ class CompiledModel:
         """The model's output before its link function: (rows x outputs)."""
         if self.meta["model"] == "linear":
             return np.asarray(features @ self.arrays["coef"].T + self.arrays["intercept"])
-        arrays = self.arrays
         if self.meta["float32_thresholds"]:  # scikit-learn's trees compare in float32
             features = features.astype(np.float32).astype(np.float64)
+        blocks = [
+            self._leaf_sums(features[start : start + BLOCK_ROWS])
+            for start in range(0, features.shape[0], BLOCK_ROWS)
+        ]
+        total = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
+        if self.meta["model"] == "random_forest":
+            return np.asarray(total / self.arrays["roots"].size)
+        return np.asarray(total + self.arrays["baseline"])
+
+    def _leaf_sums(self, features: np.ndarray) -> np.ndarray:
+        """Walk every tree at once, one level per step, and add up the leaves reached."""
+        arrays = self.arrays
         rows, width = features.shape
         flat = features.ravel()
         offsets = (np.arange(rows, dtype=np.int64) * width)[:, None]
         missing = bool(np.isnan(flat).any())
-        # Every tree at once, one level per step; leaves point at themselves.
         node = np.tile(arrays["roots"], (rows, 1))
-        for _ in range(self.meta["max_depth"]):
-            values = flat[offsets + arrays["feature"][node]]
-            left = values <= arrays["threshold"][node]
+        for active in self._active:
+            walking = node[:, :active]
+            values = flat[offsets + arrays["feature"][walking]]
+            right = values > arrays["threshold"][walking]  # leaves: threshold +inf, stay put
             if missing:
-                left = np.where(np.isnan(values), arrays["missing_left"][node], left)
-            node = np.where(left, arrays["left"][node], arrays["right"][node])
-        total = arrays["value"][node].sum(axis=1)
-        if self.meta["model"] == "random_forest":
-            return np.asarray(total / arrays["roots"].size)
-        return np.asarray(total + arrays["baseline"])
+                right = np.where(np.isnan(values), ~arrays["missing_left"][walking], right)
+            node[:, :active] = arrays["children"][2 * walking + right]  # left, right per node
+        return np.asarray(arrays["value"][node].sum(axis=1))
 
     def predict(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, class probabilities or None) for a batch."""
@@ -183,7 +198,7 @@ def _forest_trees(estimators: list[Any], outputs: int) -> dict[str, Any]:
     """Every tree's nodes in one set of arrays, child indices offset to match."""
     parts: dict[str, list[np.ndarray]] = {key: [] for key in ("feature", "threshold", "left")}
     parts |= {key: [] for key in ("right", "missing_left", "value")}
-    roots, offset, depth = [], 0, 0
+    roots, offset, depths = [], 0, []
     for tree in estimators:
         nodes = tree.tree_
         count = nodes.node_count
@@ -198,17 +213,15 @@ def _forest_trees(estimators: list[Any], outputs: int) -> dict[str, Any]:
         parts["missing_left"].append(np.asarray(missing, dtype=bool) | leaf)
         parts["value"].append(nodes.value[:, 0, :outputs])
         offset += count
-        depth = max(depth, int(nodes.max_depth))
-    arrays = {key: np.concatenate(values) for key, values in parts.items()}
-    arrays["roots"] = np.asarray(roots)
-    return {"arrays": arrays, "max_depth": depth}
+        depths.append(int(nodes.max_depth))
+    return {"arrays": _packed(parts, roots, depths), "max_depth": max(depths)}
 
 
 def _boosted_trees(model: Any) -> dict[str, Any]:
     outputs = model.n_trees_per_iteration_
     parts: dict[str, list[np.ndarray]] = {key: [] for key in ("feature", "threshold", "left")}
     parts |= {key: [] for key in ("right", "missing_left", "value")}
-    roots, offset, depth = [], 0, 0
+    roots, offset, depths = [], 0, []
     for iteration in model._predictors:
         for output, predictor in enumerate(iteration):
             nodes = predictor.nodes
@@ -226,11 +239,22 @@ def _boosted_trees(model: Any) -> dict[str, Any]:
             value[:, output] = np.where(leaf, nodes["value"], 0.0)
             parts["value"].append(value)
             offset += len(nodes)
-            depth = max(depth, int(nodes["depth"].max()))
-    arrays = {key: np.concatenate(values) for key, values in parts.items()}
-    arrays["roots"] = np.asarray(roots)
+            depths.append(int(nodes["depth"].max()))
+    arrays = _packed(parts, roots, depths)
     arrays["baseline"] = np.asarray(model._baseline_prediction, dtype=float).reshape(-1)
-    return {"arrays": arrays, "max_depth": depth}
+    return {"arrays": arrays, "max_depth": max(depths)}
+
+
+def _packed(
+    parts: dict[str, list[np.ndarray]], roots: list[int], depths: list[int]
+) -> dict[str, np.ndarray]:
+    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    left, right = arrays.pop("left"), arrays.pop("right")
+    arrays["children"] = np.column_stack([left, right]).ravel().astype(np.int64)
+    deepest_first = np.argsort(-np.asarray(depths), kind="stable")
+    arrays["roots"] = np.asarray(roots, dtype=np.int64)[deepest_first]
+    arrays["depths"] = np.asarray(depths, dtype=np.int64)[deepest_first]
+    return arrays
 
 
 def compile_pipeline(pipeline: Any) -> CompiledModel:

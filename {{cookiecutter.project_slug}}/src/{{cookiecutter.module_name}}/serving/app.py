@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from orjson import dumps
 
 from .. import __version__
 from .batching import Batcher
@@ -164,7 +165,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     }
 
     @app.post("/predict", openapi_extra=predict_body, tags=["predictions"])
-    async def predict_records(request: Request) -> JSONResponse:
+    async def predict_records(request: Request) -> Response:
         """One record or a list of records, keyed by feature name."""
         variant, chosen = server.pick()
         if media_type(request) != "application/json":
@@ -178,7 +179,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             answer["probabilities"] = probabilities.round(6).tolist()
         answer["model"] = {"name": model.name, "version": model.version, "alias": model.alias}
         answer["variant"] = variant
-        return JSONResponse(answer)
+        return Response(dumps(answer), media_type="application/json")
 
     invocations_body = {
         "requestBody": {
@@ -191,7 +192,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     }
 
     @app.post("/invocations", openapi_extra=invocations_body, tags=["predictions"])
-    async def invocations(request: Request) -> JSONResponse:
+    async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol, as `mlflow models serve` answers it."""
         variant, chosen = server.pick()
         kind = media_type(request)
@@ -200,7 +201,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         body = await read_body(request, settings.max_body_bytes)
         inputs = chosen.parser.parse_invocations(body, kind)
         predictions, _ = await predict(variant, chosen, inputs)
-        return JSONResponse({"predictions": predictions.tolist()})
+        return Response(dumps({"predictions": predictions.tolist()}), media_type="application/json")
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -17,6 +17,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..inference import Inputs
@@ -85,10 +86,15 @@ class RequestParser:
         if rows > self.max_rows:
             raise RequestError(413, f"{rows} records; at most {self.max_rows} per request")
 
-    def from_records(self, records: Any, prefix: tuple[Any, ...] = ("body",)) -> Inputs:
+    def from_records(
+        self, records: Any, prefix: tuple[Any, ...] = ("body",), fast: bool = False
+    ) -> Inputs:
         if not isinstance(records, list):
             raise RequestError(422, [{"loc": list(prefix), "msg": "expected a list of records"}])
         self.check_rows(len(records))
+        plain = self._numeric_records(records) if fast else None
+        if plain is not None:
+            return plain
         try:
             validated = self.records.validate_python(records)
         except ValidationError as error:
@@ -102,9 +108,10 @@ class RequestParser:
 
     def parse_predict(self, body: bytes) -> Inputs:
         payload = _json(body)
+        fast = _no_booleans(body)
         if isinstance(payload, dict):
-            return self.from_records([payload], prefix=("body",))
-        return self.from_records(payload)
+            return self.from_records([payload], prefix=("body",), fast=fast)
+        return self.from_records(payload, fast=fast)
 
     def parse_invocations(self, body: bytes, content_type: str) -> Inputs:
         if content_type == "text/csv":
@@ -122,11 +129,10 @@ class RequestParser:
         key = keys[0]
         data = payload[key]
         if key == "dataframe_split":
-            # numpy would read true as 1.0: booleans anywhere take the checked path
-            return self.from_split(data, fast=b"true" not in body and b"false" not in body)
+            return self.from_split(data, fast=_no_booleans(body))
         if isinstance(data, dict):  # columns -> values, the other pandas orientation
             data = _columns_to_records(data, key)
-        return self.from_records(data, prefix=("body", key))
+        return self.from_records(data, prefix=("body", key), fast=_no_booleans(body))
 
     def from_split(self, split: Any, fast: bool = True) -> Inputs:
         prefix = ("body", "dataframe_split")
@@ -148,25 +154,38 @@ class RequestParser:
         return self.from_records([dict(zip(columns, row, strict=True)) for row in data], prefix)
 
     def _numeric_split(self, columns: Any, data: list[Any]) -> Inputs | None:
-        """All-numeric schemas: straight into numpy, no per-value Python objects."""
-        if self.categorical_keys or not isinstance(columns, list):
+        """All-numeric schemas: straight into numpy, no per-value Python objects.
+
+        None means "not plainly valid": the checked path then accepts it or says why.
+        """
+        names = self.schema.names
+        if self.categorical_keys or not isinstance(columns, list) or len(columns) != len(names):
             return None
-        if sorted(map(str, columns)) != sorted(self.schema.names) or len(set(columns)) != len(
-            columns
-        ):
+        if set(columns) != set(names):
             return None
         try:
             values = np.array(data)
         except ValueError:  # ragged rows
             return None
-        # anything but plain numbers (text, null, nested lists): the record path explains
-        if values.dtype.kind not in "fi" or values.ndim != 2 or values.shape[1] != len(columns):
+        # text, null or nesting give another dtype or shape
+        if values.dtype.kind not in "fi" or values.shape != (len(data), len(names)):
             return None
         values = values.astype(float)
         if not np.isfinite(values).all():
             return None
-        order = [columns.index(name) for name in self.schema.names]
-        return Inputs(numeric=values[:, order], categorical=[])
+        if columns != names:
+            values = values[:, [columns.index(name) for name in names]]
+        return Inputs(numeric=values, categorical=[])
+
+    def _numeric_records(self, records: list[Any]) -> Inputs | None:
+        """The same fast path for records: every record exactly the schema's keys."""
+        names = self.schema.names
+        if self.categorical_keys:
+            return None
+        expected = set(names)
+        if not all(isinstance(record, dict) and record.keys() == expected for record in records):
+            return None
+        return self._numeric_split(names, [[record[name] for name in names] for record in records])
 
     def from_csv(self, body: bytes) -> Inputs:
         try:
@@ -195,9 +214,18 @@ class RequestParser:
 
 def _json(body: bytes) -> Any:
     try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # strict JSON failed; NaN and Infinity parse below and fail validation by name
+    try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, f"malformed JSON: {error}") from error
+
+
+def _no_booleans(body: bytes) -> bool:
+    # numpy reads true as 1.0; a body with booleans anywhere takes the checked path
+    return b"true" not in body and b"false" not in body
 
 
 def _number(text: str) -> float | str:

@@ -1,0 +1,233 @@
+"""The rendered prediction server against `mlflow models serve`, side by side.
+
+Renders the default project, runs its pipeline and `export-model`, then starts
+(a) the project's server on the exported model and (b) `mlflow models serve
+--env-manager local` on models:/<name>@champion, both on 127.0.0.1 with the same number
+of workers, and drives each with the same wrk command (same connections, threads and
+duration). Prints requests/s, p50/p99 latency, rows/s, time from process start to ready,
+the ratios, and the installed size of the serve-only dependency set against the full
+development environment.
+
+    .venv/bin/python bench/serve.py [--workers 1] [--connections 32] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+TOOLS = Path(sys.executable).parent
+SLUG = "my-ml-service"
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], started: float) -> float:
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"server exited while starting: {process.args!r}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.05)
+
+
+def wrk(url: str, body: Path, args: argparse.Namespace, scratch: Path) -> dict[str, float]:
+    script = scratch / "post.lua"
+    script.write_text(LUA, encoding="utf-8")
+    env = {**os.environ, "BODY_FILE": str(body)}
+    common = ["-t", "1", "-c", str(args.connections), "-s", str(script), "--latency", url]
+    subprocess.run(["wrk", "-d", "2s", *common], env=env, capture_output=True, check=True)
+    out = subprocess.run(
+        ["wrk", "-d", f"{args.seconds}s", *common], env=env, capture_output=True, text=True
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"{url}: {errors.group(1)} failed responses\n{out}")
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"{name}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rate, "p50": percentile("50"), "p99": percentile("99")}
+
+
+def site_packages_mib(venv: Path) -> float:
+    (site,) = venv.glob("lib/python*/site-packages")
+    total = sum(path.stat().st_size for path in site.rglob("*") if path.is_file())
+    return total / 2**20
+
+
+def start(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return process, started
+
+
+def bodies(project: Path, scratch: Path) -> dict[str, Path]:
+    with (project / "data/processed/test.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [name for name in rows[0] if name != "target"]
+    records = [{name: float(row[name]) for name in columns} for row in rows]
+    while len(records) < 100:
+        records += records
+    files = {}
+    for size in (1, 100):
+        chosen = records[:size]
+        split = {"columns": columns, "data": [[r[c] for c in columns] for r in chosen]}
+        files[f"invocations-{size}"] = scratch / f"invocations-{size}.json"
+        files[f"invocations-{size}"].write_text(json.dumps({"dataframe_split": split}))
+        files[f"predict-{size}"] = scratch / f"predict-{size}.json"
+        files[f"predict-{size}"].write_text(json.dumps(chosen if size > 1 else chosen[0]))
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory() as temporary:
+        scratch = Path(temporary)
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        env["PATH"] = f"{TOOLS}{os.pathsep}{env['PATH']}"
+        run(
+            [str(TOOLS / "cookiecutter"), "--no-input", "-o", str(scratch), str(TEMPLATE)],
+            TEMPLATE,
+            env,
+        )
+        project = scratch / SLUG
+        run(["make", "setup", "pipeline", "export-model"], project, env)
+        env["PATH"] = f"{project / '.venv/bin'}{os.pathsep}{env['PATH']}"
+        files = bodies(project, scratch)
+
+        ours_port, mlflow_port = free_port(), free_port()
+        ours_env = {**env, "MODEL_DIR": "build/model", "PORT": str(ours_port)}
+        ours_env["WORKERS"] = str(args.workers)
+        ours, started = start([f".venv/bin/{SLUG}", "serve"], project, ours_env)
+        ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/health/ready", ours, started)
+        mlflow_command = [".venv/bin/mlflow", "models", "serve", "-m", f"models:/{SLUG}@champion"]
+        mlflow_command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]
+        mlflow_command += ["-w", str(args.workers)]
+        reference, started = start(mlflow_command, project, env)
+        mlflow_ready = wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, started)
+        try:
+            results: dict[str, dict[str, float]] = {}
+            for size in (1, 100):
+                body = files[f"invocations-{size}"]
+                results[f"mlflow /invocations {size}"] = wrk(
+                    f"http://127.0.0.1:{mlflow_port}/invocations", body, args, scratch
+                )
+                results[f"ours /invocations {size}"] = wrk(
+                    f"http://127.0.0.1:{ours_port}/invocations", body, args, scratch
+                )
+                results[f"ours /predict {size}"] = wrk(
+                    f"http://127.0.0.1:{ours_port}/predict", files[f"predict-{size}"], args, scratch
+                )
+        finally:
+            for process in (ours, reference):
+                process.terminate()
+                process.wait(timeout=30)
+
+        serve_venv = scratch / "serve-venv"
+        run([str(TOOLS / "uv"), "venv", "-q", str(serve_venv)], project, env)
+        run(
+            [str(TOOLS / "uv"), "pip", "install", "-q", "--python", str(serve_venv), ".[serve]"],
+            project,
+            env,
+        )
+        serve_size = site_packages_mib(serve_venv)
+        full_size = site_packages_mib(project / ".venv")
+
+    report(results, ours_ready, mlflow_ready, serve_size, full_size, args)
+
+
+def report(
+    results: dict[str, dict[str, float]],
+    ours_ready: float,
+    mlflow_ready: float,
+    serve_size: float,
+    full_size: float,
+    args: argparse.Namespace,
+) -> None:
+    print(
+        f"{os.cpu_count()} cores, {args.workers} worker(s) each, "
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s"
+    )
+    print(f"{'server / route / rows':<28}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, figures in results.items():
+        rows = int(name.rsplit(" ", 1)[1])
+        print(
+            f"{name:<28}{figures['rps']:>10.0f}{figures['rps'] * rows:>11.0f}"
+            f"{figures['p50']:>9.2f}{figures['p99']:>9.2f}"
+        )
+
+    def ratio(key: str, other: str) -> float:
+        return results[key]["rps"] / results[other]["rps"]
+
+    def p99(key: str, other: str) -> float:
+        return results[key]["p99"] / results[other]["p99"]
+
+    print("ratios, ours / mlflow (targets: throughput >= 10, p99 <= 0.1, start <= 0.33):")
+    for size in (1, 100):
+        for route in ("/invocations", "/predict"):
+            ours, theirs = f"ours {route} {size}", f"mlflow /invocations {size}"
+            print(
+                f"  {route:<13} {size:>3} rows: throughput x{ratio(ours, theirs):6.1f}   "
+                f"p99 x{p99(ours, theirs):6.3f}"
+            )
+    print(
+        f"  ready after start: ours {ours_ready:.1f} s, mlflow {mlflow_ready:.1f} s "
+        f"(x{ours_ready / mlflow_ready:.2f})"
+    )
+    print(
+        f"  installed size: serve set {serve_size:.0f} MiB, full dev environment "
+        f"{full_size:.0f} MiB (x{serve_size / full_size:.2f}, target <= 0.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()
