@@ -37,11 +37,20 @@ ALWAYS = [
     "src/{module}/data.py",
     "src/{module}/errors.py",
     "src/{module}/evaluate.py",
+    "src/{module}/inference.py",
     "src/{module}/metrics.py",
     "src/{module}/model_io.py",
     "src/{module}/profile.py",
     "src/{module}/registry.py",
     "src/{module}/schema.py",
+    "src/{module}/serving/__init__.py",
+    "src/{module}/serving/app.py",
+    "src/{module}/serving/batching.py",
+    "src/{module}/serving/loading.py",
+    "src/{module}/serving/metrics.py",
+    "src/{module}/serving/requests.py",
+    "src/{module}/serving/run.py",
+    "src/{module}/serving/settings.py",
     "src/{module}/tracking.py",
     "src/{module}/train.py",
     "src/{module}/py.typed",
@@ -50,9 +59,12 @@ ALWAYS = [
     "tests/test_config.py",
     "tests/test_data.py",
     "tests/test_dvc_pipeline.py",
+    "tests/test_inference.py",
     "tests/test_metrics.py",
     "tests/test_pipeline.py",
     "tests/test_schema.py",
+    "tests/test_serving.py",
+    "tests/test_serving_registry.py",
     "tests/test_train.py",
 ]
 # (option, value that keeps the files)
@@ -186,8 +198,8 @@ def test_tracking_uri_is_the_default_setting(baked: BakedProject, answers: dict[
     uri = answers["mlflow_tracking_uri"]
     assert f"MLFLOW_TRACKING_URI={uri}\n" in baked.read(".env.example")
     assert f'DEFAULT_TRACKING_URI = "{uri}"\n' in baked.read(f"src/{baked.module}/config.py")
-    dependencies = baked.load("pyproject.toml")["project"]["dependencies"]
-    assert any(dep.startswith("psycopg2") for dep in dependencies) == uri.startswith("postgresql")
+    train = baked.load("pyproject.toml")["project"]["optional-dependencies"]["train"]
+    assert any(dep.startswith("psycopg2") for dep in train) == uri.startswith("postgresql")
 
 
 def test_tool_pins_agree(baked: BakedProject) -> None:
