@@ -38,10 +38,10 @@ demo: install ## Render the default project into build/demo, install, test and r
 	@echo "next: cd $(DEMO) && make help   (make mlflow-ui shows the run and the registry)"
 
 test: install ## The whole template suite: structural tests and end-to-end installs
-	$(BIN)/pytest -n $(WORKERS)
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 test-fast: install ## Structural tests only (no project installs)
-	$(BIN)/pytest -n $(WORKERS) -m "not e2e"
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup -m "not e2e"
 
 lint: install ## ruff and mypy on the hooks and tests
 	$(BIN)/ruff check hooks tests bench

@@ -1,0 +1,213 @@
+"""End to end: the rendered prediction server under real uvicorn, over real HTTP.
+
+One rendered project runs its pipeline and exports the champion; the tests then start
+`<slug> serve` as users and the Docker image do, and talk to it over 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from baked import TOOLS_BIN, BakedProject
+from conftest import install_project
+
+# One rendered project for the module: its tests run on one test worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
+RECORD_SCRIPT = """
+import csv, json, sys
+rows = list(csv.DictReader(open("data/processed/test.csv")))
+print(json.dumps([{k: float(v) for k, v in row.items() if k != "target"} for row in rows]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def call(url: str, body: Any = None, content_type: str = "application/json") -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read(), error.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+@contextmanager
+def serving(project: BakedProject, **env: str) -> Iterator[str]:
+    """`<slug> serve` in the background until the block ends; yields its base URL."""
+    port = free_port()
+    settings = {"PORT": str(port), "HOST": "127.0.0.1", **env}
+    process = subprocess.Popen(
+        [str(project.path / ".venv/bin" / project.path.name), "serve"],
+        cwd=project.path,
+        env={**os.environ, **settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+            try:
+                if call(f"{base}/health/ready")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def project(cookies_session: Any) -> BakedProject:
+    baked = install_project(cookies_session, {})
+    baked.check("make", "pipeline", "export-model", timeout=1200)
+    return baked
+
+
+@pytest.fixture(scope="module")
+def records(project: BakedProject) -> list[dict[str, float]]:
+    return list(json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout))
+
+
+def test_two_workers_share_their_metrics(
+    project: BakedProject, records: list[dict[str, float]], tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"stale samples of an earlier run")
+    with serving(
+        project, MODEL_DIR="build/model", WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+    ) as base:
+        assert not (metrics_dir / "counter_999999.db").exists(), "the directory is wiped at start"
+        for record in records[:40]:
+            status, answer = call(f"{base}/predict", record)
+            assert status == 200, answer
+        writers = {path.name for path in metrics_dir.glob("counter_*.db")}
+        assert len(writers) == 2, f"both workers answered and wrote samples: {writers}"
+        line = 'ml_http_requests_total{method="POST",route="/predict",status="200"}'
+        for _ in range(6):  # whichever worker answers the scrape reports both workers' counts
+            text = call(f"{base}/metrics")[1]
+            counts = [
+                float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith(line)
+            ]
+            assert counts == [40.0], counts
+        assert "ml_model_ready 1.0" in text
+
+
+def test_mlflow_scoring_client_gets_the_same_answers(
+    project: BakedProject, records: list[dict[str, float]]
+) -> None:
+    with serving(project, MODEL_DIR="build/model") as base:
+        ours = call(f"{base}/predict", records)[1]["predictions"]
+        port = base.rsplit(":", 1)[1]
+        script = (
+            "import json, sys\n"
+            "import pandas as pd\n"
+            "from mlflow.pyfunc.scoring_server.client import ScoringServerClient\n"
+            f"client = ScoringServerClient('127.0.0.1', {port})\n"
+            "client.wait_server_ready(timeout=30)\n"
+            "frame = pd.DataFrame(json.load(sys.stdin))\n"
+            "print(json.dumps(client.invoke(frame).get_predictions(predictions_format='ndarray').tolist()))\n"
+        )
+        result = subprocess.run(
+            [str(project.path / ".venv/bin/python"), "-c", script],
+            input=json.dumps(records),
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=project.path,
+        )
+    assert json.loads(result.stdout) == ours
+
+
+def test_schemathesis_finds_no_server_error(project: BakedProject) -> None:
+    with serving(project, MODEL_DIR="build/model") as base:
+        result = subprocess.run(
+            [
+                str(TOOLS_BIN / "schemathesis"),
+                "run",
+                f"{base}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "60",
+                "--suppress-health-check",
+                "all",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "7 selected / 7 total" in result.stdout  # /predict and /invocations among them
+    assert "No issues found" in result.stdout
+
+
+def test_reload_under_load_fails_no_request(
+    project: BakedProject, records: list[dict[str, float]]
+) -> None:
+    cli = str(project.path / ".venv/bin" / project.path.name)
+    # a second version of the same model, then serve the registry with polling on
+    project.check(cli, "register")
+    with serving(project, RELOAD_SECONDS="0.5") as base:
+        assert call(f"{base}/model")[1]["version"] == "1"
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                statuses.append(call(f"{base}/predict", records[:10])[0])
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(1)
+        project.check(cli, "promote", "2")
+        deadline = time.monotonic() + 60
+        while call(f"{base}/model")[1]["version"] != "2":
+            assert time.monotonic() < deadline, "the server did not pick up the new champion"
+            time.sleep(0.2)
+        time.sleep(1)
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert len(statuses) > 50
+    assert set(statuses) == {200}, f"{len([s for s in statuses if s != 200])} failed requests"
+    project.check(cli, "promote", "1")
+
+
+def test_docs_and_openapi_are_served(project: BakedProject) -> None:
+    with serving(project, MODEL_DIR="build/model") as base:
+        status, page = call(f"{base}/docs")
+        assert status == 200
+        assert "swagger" in page.lower()
+        document = call(f"{base}/openapi.json")[1]
+        record = document["components"]["schemas"]["PredictRequest"]["oneOf"][0]
+        assert "mean_radius" in record["properties"]
