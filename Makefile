@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 DEMO_DIR := build/demo
 DEMO := $(DEMO_DIR)/my-ml-service
+DEMO_PORT ?= 8765
 # Parallel test workers; the machines we target have 2 cores.
 WORKERS ?= 2
 
@@ -31,7 +32,10 @@ install: $(VENV)/.installed ## Create .venv with the template's dev and test too
 demo: install ## Render the default project into build/demo, install, test and run its pipeline
 	rm -rf $(DEMO_DIR)
 	GIT_CEILING_DIRECTORIES=$(CURDIR)/build $(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
-	cd $(DEMO) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory setup lint test pipeline models
+	cd $(DEMO) && PATH="$(BIN):$$PATH" $(MAKE) --no-print-directory setup lint test pipeline models export-model
+	cd $(DEMO) && { MODEL_DIR=build/model PORT=$(DEMO_PORT) .venv/bin/my-ml-service serve 2>/dev/null & \
+	  server=$$!; .venv/bin/my-ml-service smoke --url http://127.0.0.1:$(DEMO_PORT) --wait 60; \
+	  status=$$?; kill $$server; exit $$status; }
 	@echo; echo "Demo project: $(DEMO)"
 	@echo "test metrics (metrics/test.json):"; cat $(DEMO)/metrics/test.json
 	@echo "registration (reports/registration.json):"; cat $(DEMO)/reports/registration.json

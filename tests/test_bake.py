@@ -51,6 +51,7 @@ ALWAYS = [
     "src/{module}/serving/requests.py",
     "src/{module}/serving/run.py",
     "src/{module}/serving/settings.py",
+    "src/{module}/serving/smoke.py",
     "src/{module}/tracking.py",
     "src/{module}/train.py",
     "src/{module}/py.typed",

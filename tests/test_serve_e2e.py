@@ -211,3 +211,12 @@ def test_docs_and_openapi_are_served(project: BakedProject) -> None:
         document = call(f"{base}/openapi.json")[1]
         record = document["components"]["schemas"]["PredictRequest"]["oneOf"][0]
         assert "mean_radius" in record["properties"]
+        smoke = project.check(
+            str(project.path / ".venv/bin" / project.path.name), "smoke", "--url", base
+        )
+        assert "predicted" in smoke.stdout
+    refused = project.run(
+        str(project.path / ".venv/bin" / project.path.name), "smoke", "--url", base
+    )
+    assert refused.returncode == 1
+    assert "smoke test failed" in refused.stderr

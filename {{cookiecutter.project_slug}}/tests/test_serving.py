@@ -27,6 +27,7 @@ from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
+from {{ cookiecutter.module_name }}.serving.smoke import sample_record
 from {{ cookiecutter.module_name }}.train import build_pipeline
 
 
@@ -272,6 +273,12 @@ def test_openapi_documents_the_request_from_the_schema(client: TestClient) -> No
     assert "blue" in colour
     assert "red" in colour
     assert request["oneOf"][1]["maxItems"] == 50
+
+
+def test_smoke_record_is_valid_for_the_schema(client: TestClient) -> None:
+    schema = client.get("/model").json()["schema"]
+    answer = client.post("/predict", json=sample_record(schema))
+    assert answer.status_code == 200, answer.text
 
 
 def test_not_ready_until_a_model_loads(tmp_path: Path) -> None:

@@ -158,6 +158,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("smoke", "check a running server: ready, then one prediction from its schema")
+def smoke(args: argparse.Namespace, settings: Settings) -> int:
+    from .serving.smoke import smoke as check
+
+    try:
+        print(check(args.url, wait_seconds=args.wait))
+    except RuntimeError as error:
+        print(f"smoke test failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -166,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         subparser = commands.add_parser(name, help=help_text, description=help_text)
         if name == "promote":
             subparser.add_argument("version", help="registry version number, e.g. 3")
+        if name == "smoke":
+            subparser.add_argument("--url", default="http://127.0.0.1:8000")
+            subparser.add_argument(
+                "--wait", type=float, default=0, help="seconds to wait for ready"
+            )
         if name == "export-model":
             subparser.add_argument("--alias", default="champion", help="default: champion")
             subparser.add_argument("--output", default="build/model", help="default: build/model")

@@ -9,6 +9,7 @@ that never talks to the registry still reports what it serves.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ def download(settings: Settings, alias: str, destination: Path) -> Path:
     """The model `alias` names, downloaded with a registry.json describing it."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     version, run_id = registry_version(settings, alias)
     uri = f"models:/{settings.model_name}/{version}"
