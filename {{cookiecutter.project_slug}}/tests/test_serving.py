@@ -27,7 +27,9 @@ from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
-from {{ cookiecutter.module_name }}.serving.smoke import sample_record
+from {{ cookiecutter.module_name }}.serving.smoke import (
+    sample_record,
+)
 from {{ cookiecutter.module_name }}.train import build_pipeline
 
 
