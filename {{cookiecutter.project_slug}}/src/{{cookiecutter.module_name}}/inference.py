@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 FORMAT_VERSION = 1
 FILENAME = "inference.npz"
 # Rows walked through the trees at once: small enough for the node arrays to stay in cache.
 BLOCK_ROWS = 1024
+
+
+# numpy arrays of any shape and type (older numpy stubs require the arguments)
+Array = npt.NDArray[Any]
 
 
 class CompileError(ValueError):
@@ -37,7 +42,7 @@ class Inputs:
     None where missing.
     """
 
-    numeric: np.ndarray
+    numeric: Array
     categorical: list[list[str | None]]
 
     @property
@@ -48,7 +53,7 @@ class Inputs:
 @dataclass
 class CompiledModel:
     meta: dict[str, Any]
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, Array]
 
     def __post_init__(self) -> None:
         # value -> one-hot column, per categorical feature (the encoder's own order)
@@ -82,7 +87,7 @@ class CompiledModel:
             arrays = {name: stored[name] for name in stored.files if name != "meta"}
         return cls(meta, arrays)
 
-    def features(self, inputs: Inputs) -> np.ndarray:
+    def features(self, inputs: Inputs) -> Array:
         """Impute and scale the numbers, one-hot encode the categories (ColumnTransformer)."""
         blocks = []
         if self.meta["numeric"]:
@@ -101,7 +106,7 @@ class CompiledModel:
             blocks.append(onehot)
         return np.hstack(blocks) if len(blocks) > 1 else np.asarray(blocks[0])
 
-    def raw(self, features: np.ndarray) -> np.ndarray:
+    def raw(self, features: Array) -> Array:
         """The model's output before its link function: (rows x outputs)."""
         if self.meta["model"] == "linear":
             return np.asarray(features @ self.arrays["coef"].T + self.arrays["intercept"])
@@ -116,7 +121,7 @@ class CompiledModel:
             return np.asarray(total / self.arrays["roots"].size)
         return np.asarray(total + self.arrays["baseline"])
 
-    def _leaf_sums(self, features: np.ndarray) -> np.ndarray:
+    def _leaf_sums(self, features: Array) -> Array:
         """Walk every tree at once, one level per step, and add up the leaves reached."""
         arrays = self.arrays
         rows, width = features.shape
@@ -133,7 +138,7 @@ class CompiledModel:
             node[:, :active] = arrays["children"][2 * walking + right]  # left, right per node
         return np.asarray(arrays["value"][node].sum(axis=1))
 
-    def predict(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """(predictions, class probabilities or None) for a batch."""
         raw = self.raw(self.features(inputs))
         link = self.meta["link"]
@@ -158,12 +163,12 @@ def _step(pipeline: Any, name: str, kind: str) -> Any:
     return step
 
 
-def _preprocessing(transformer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _preprocessing(transformer: Any) -> tuple[dict[str, Any], dict[str, Array]]:
     if type(transformer).__name__ != "ColumnTransformer":
         raise CompileError(f"expected a ColumnTransformer, found {type(transformer).__name__}")
     meta: dict[str, Any] = {"numeric": [], "categorical": [], "categories": []}
     meta["missing_codes"] = []
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Array] = {}
     for name, steps, columns in transformer.transformers_:
         if name == "remainder" and steps == "drop":
             continue
@@ -196,7 +201,7 @@ def _preprocessing(transformer: Any) -> tuple[dict[str, Any], dict[str, np.ndarr
 
 def _forest_trees(estimators: list[Any], outputs: int) -> dict[str, Any]:
     """Every tree's nodes in one set of arrays, child indices offset to match."""
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("feature", "threshold", "left")}
+    parts: dict[str, list[Array]] = {key: [] for key in ("feature", "threshold", "left")}
     parts |= {key: [] for key in ("right", "missing_left", "value")}
     roots, offset, depths = [], 0, []
     for tree in estimators:
@@ -219,7 +224,7 @@ def _forest_trees(estimators: list[Any], outputs: int) -> dict[str, Any]:
 
 def _boosted_trees(model: Any) -> dict[str, Any]:
     outputs = model.n_trees_per_iteration_
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("feature", "threshold", "left")}
+    parts: dict[str, list[Array]] = {key: [] for key in ("feature", "threshold", "left")}
     parts |= {key: [] for key in ("right", "missing_left", "value")}
     roots, offset, depths = [], 0, []
     for iteration in model._predictors:
@@ -246,8 +251,8 @@ def _boosted_trees(model: Any) -> dict[str, Any]:
 
 
 def _packed(
-    parts: dict[str, list[np.ndarray]], roots: list[int], depths: list[int]
-) -> dict[str, np.ndarray]:
+    parts: dict[str, list[Array]], roots: list[int], depths: list[int]
+) -> dict[str, Array]:
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     left, right = arrays.pop("left"), arrays.pop("right")
     arrays["children"] = np.column_stack([left, right]).ravel().astype(np.int64)

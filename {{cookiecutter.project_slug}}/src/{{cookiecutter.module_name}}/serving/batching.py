@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..inference import Inputs
+from ..inference import Array, Inputs
 from .loading import LoadedModel
 
-Result = tuple[np.ndarray, np.ndarray | None]
+Result = tuple[Array, Array | None]
 
 
 @dataclass

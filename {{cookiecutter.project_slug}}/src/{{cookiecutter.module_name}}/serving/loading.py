@@ -20,14 +20,14 @@ import numpy as np
 
 from .. import inference
 from ..config import Settings
-from ..inference import CompiledModel, Inputs
+from ..inference import Array, CompiledModel, Inputs
 from ..schema import FeatureSchema
 
 METADATA = "registry.json"
 
 
 class Predictor(Protocol):
-    def predict(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def predict(self, inputs: Inputs) -> tuple[Array, Array | None]: ...
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SklearnPredictor:
         self.pipeline = load_model_dir(model_dir)
         self.schema = schema
 
-    def predict(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, inputs: Inputs) -> tuple[Array, Array | None]:
         import pandas as pd
 
         frame = pd.DataFrame(inputs.numeric, columns=self.schema.numeric)

@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ..inference import Array
 from .loading import LoadedModel
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -115,7 +116,7 @@ class Metrics:
                 registry=self.registry,
             )
 
-    def predicted(self, variant: str, predictions: np.ndarray, task: str) -> None:
+    def predicted(self, variant: str, predictions: Array, task: str) -> None:
         if task == "regression":
             self.predictions.labels(variant, "value").inc(len(predictions))
             if self._values is not None:
