@@ -250,9 +250,7 @@ def _boosted_trees(model: Any) -> dict[str, Any]:
     return {"arrays": arrays, "max_depth": max(depths)}
 
 
-def _packed(
-    parts: dict[str, list[Array]], roots: list[int], depths: list[int]
-) -> dict[str, Array]:
+def _packed(parts: dict[str, list[Array]], roots: list[int], depths: list[int]) -> dict[str, Array]:
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     left, right = arrays.pop("left"), arrays.pop("right")
     arrays["children"] = np.column_stack([left, right]).ravel().astype(np.int64)
