@@ -246,8 +246,14 @@ def test_refusals_are_counted(client: TestClient) -> None:
 def test_metrics_count_requests_predictions_and_model(client: TestClient) -> None:
     client.post("/predict", json=[RECORD, RECORD])
     text = client.get("/metrics").text
-    assert 'ml_http_requests_total{method="POST",route="/predict",status="200"}' in text
-    assert 'ml_http_request_duration_seconds_bucket{le="0.005",route="/predict"}' in text
+    assert (
+        'ml_http_requests_total{method="POST",route="/predict",status="200",variant="champion"}'
+        in text
+    )
+    assert (
+        'ml_http_request_duration_seconds_bucket{le="0.005",route="/predict",variant="champion"}'
+        in text
+    )
     assert "ml_predictions_total{" in text
     assert (
         'ml_model_info{alias="champion",name="test-model",variant="champion",version="7"} 1.0'
@@ -260,7 +266,9 @@ def test_metrics_count_requests_predictions_and_model(client: TestClient) -> Non
 def test_unknown_paths_share_one_metrics_label(client: TestClient) -> None:
     assert client.get("/nowhere/123").status_code == 404
     text = client.get("/metrics").text
-    assert 'ml_http_requests_total{method="GET",route="unmatched",status="404"}' in text
+    assert (
+        'ml_http_requests_total{method="GET",route="unmatched",status="404",variant="none"}' in text
+    )
     assert "/nowhere" not in text
 
 

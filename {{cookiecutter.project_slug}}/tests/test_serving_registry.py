@@ -106,7 +106,7 @@ def test_canary_sends_a_share_to_the_challenger(registry: str) -> None:
     assert versions == {"champion": "1", "challenger": "2"}
     assert 50 <= variants["challenger"] <= 130  # 30% of 300, well inside binomial spread
     assert 'ml_predictions_total{label="' in metrics
-    assert 'variant="challenger"' in metrics
+    assert 'route="/predict",status="200",variant="challenger"' in metrics
     assert (
         'ml_model_info{alias="challenger",name="served-model",variant="challenger",version="2"} 1.0'
         in metrics

@@ -150,6 +150,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             server.metrics.validation_errors.labels(route, str(error.status)).inc()
         return JSONResponse({"detail": error.detail}, status_code=error.status)
 
+    def choose(request: Request) -> tuple[str, Variant]:
+        variant, chosen = server.pick()
+        request.state.variant = variant  # labels this request's metrics
+        return variant, chosen
+
     async def predict(variant: str, chosen: Variant, inputs: Any) -> tuple[Any, Any]:
         predictions, probabilities = await server.batcher.predict(chosen.model, inputs)
         server.metrics.predicted(variant, predictions, chosen.model.schema.task)
@@ -167,7 +172,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/predict", openapi_extra=predict_body, tags=["predictions"])
     async def predict_records(request: Request) -> Response:
         """One record or a list of records, keyed by feature name."""
-        variant, chosen = server.pick()
+        variant, chosen = choose(request)
         if media_type(request) != "application/json":
             raise RequestError(415, "send application/json")
         inputs = chosen.parser.parse_predict(await read_body(request, settings.max_body_bytes))
@@ -194,7 +199,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/invocations", openapi_extra=invocations_body, tags=["predictions"])
     async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol, as `mlflow models serve` answers it."""
-        variant, chosen = server.pick()
+        variant, chosen = choose(request)
         kind = media_type(request)
         if kind not in ("application/json", "text/csv"):
             raise RequestError(415, "send application/json or text/csv")

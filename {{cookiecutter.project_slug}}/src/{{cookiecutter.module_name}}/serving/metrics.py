@@ -41,14 +41,14 @@ class Metrics:
         registry = self.registry
         self.requests = Counter(
             "ml_http_requests",
-            "HTTP requests by route, method and status code",
-            ["route", "method", "status"],
+            "HTTP requests by route, method, status code and model variant",
+            ["route", "method", "status", "variant"],
             registry=registry,
         )
         self.latency = Histogram(
             "ml_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route",
-            ["route"],
+            "Time to answer an HTTP request, by route and model variant",
+            ["route", "variant"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -161,7 +161,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             self.metrics.in_flight.dec()
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            path = getattr(scope.get("route"), "path", "unmatched")
+            variant = scope.get("state", {}).get("variant", "none")  # set by prediction routes
+            self.metrics.requests.labels(path, scope["method"], str(status), variant).inc()
+            self.metrics.latency.labels(path, variant).observe(time.perf_counter() - started)
