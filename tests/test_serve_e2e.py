@@ -110,7 +110,8 @@ def test_two_workers_share_their_metrics(
             assert status == 200, answer
         writers = {path.name for path in metrics_dir.glob("counter_*.db")}
         assert len(writers) == 2, f"both workers answered and wrote samples: {writers}"
-        line = 'ml_http_requests_total{method="POST",route="/predict",status="200",variant="champion"}'
+        labels = 'method="POST",route="/predict",status="200",variant="champion"'
+        line = "ml_http_requests_total{" + labels + "}"
         for _ in range(6):  # whichever worker answers the scrape reports both workers' counts
             text = call(f"{base}/metrics")[1]
             counts = [
