@@ -6,6 +6,7 @@ import configparser
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -22,6 +23,13 @@ TOOLS_BIN = Path(sys.executable).parent
 # Jinja that survived rendering. GitHub expressions (${{ … }}) and Prometheus/Grafana
 # templates ({{ $labels.x }}) are legitimate in the files that use them.
 LEFTOVER_JINJA = re.compile(r"\{%|\{#|(?<!\$)\{\{(?!\s*\$)")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def template_defaults() -> dict[str, Any]:

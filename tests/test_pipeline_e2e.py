@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from baked import BakedProject
+from baked import BakedProject, free_port
 from conftest import install_project
 
 pytestmark = pytest.mark.e2e
@@ -227,12 +227,6 @@ def test_your_own_csv_and_the_dvc_remote(cookies_session: Any) -> None:
     assert dvc_outputs(project, roots) == before
     storage = project.path.parent / f"{project.path.name}-dvc-storage"
     assert any(storage.rglob("*")), "the default remote is a folder beside the project"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_pipeline_against_a_real_mlflow_server(cookies_session: Any, tmp_path: Path) -> None:

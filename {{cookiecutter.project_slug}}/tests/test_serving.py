@@ -23,6 +23,9 @@ from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
     to_model_frame,
 )
+from {{ cookiecutter.module_name }}.serving import (
+    app as app_module,
+)
 from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
@@ -300,6 +303,23 @@ def test_not_ready_until_a_model_loads(tmp_path: Path) -> None:
         assert lonely.get("/health/live").status_code == 200
         assert lonely.get("/ping").status_code == 404
         assert lonely.post("/predict", json=RECORD).status_code == 503
+
+
+def test_a_request_during_loading_waits_for_the_model(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load = app_module.load
+
+    def slow_load(*args: Any) -> Any:
+        time.sleep(0.5)  # a model that takes a while to load
+        return real_load(*args)
+
+    monkeypatch.setattr(app_module, "load", slow_load)
+    with TestClient(create_app(ServeSettings(model_dir=model_dir))) as starting:
+        started = time.monotonic()
+        answer = starting.post("/predict", json=RECORD)
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - started >= 0.3, "the request arrived before the model"
 
 
 def test_reload_swaps_in_a_new_exported_model(

@@ -25,6 +25,8 @@ from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
+# A prediction request that arrives while the model loads waits this long rather than fail.
+LOAD_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Server:
         self.batcher = Batcher(settings.merge_rows)
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
+        self.settled: asyncio.Event | None = None  # set once the first load finished
 
     def aliases(self) -> dict[str, str]:
         wanted = {CHAMPION: self.settings.model_alias}
@@ -67,9 +70,11 @@ class Server:
         for variant, alias in self.aliases().items():
             try:
                 await self.load(variant, alias)
-            except Exception as error:
+            except Exception as error:  # reported by /health/ready; a reload may retry
                 self.load_error = f"{variant} ({alias}): {error}"
                 log.exception("could not load the %s model", variant)
+        if self.settled is not None:
+            self.settled.set()
 
     async def poll(self) -> None:
         """Reload a variant when its alias (or exported directory) names another version."""
@@ -88,7 +93,13 @@ class Server:
                     self.load_error = f"{variant} ({alias}): {error}"
                     log.exception("reload of the %s model failed", variant)
 
-    def pick(self) -> tuple[str, Variant]:
+    async def pick(self) -> tuple[str, Variant]:
+        if CHAMPION not in self.variants and self.settled is not None:
+            # Another worker may already be ready and taking traffic: wait, do not fail.
+            # asyncio.wait returns at the timeout instead of raising (whose class differs on 3.10).
+            waiter = asyncio.ensure_future(self.settled.wait())
+            await asyncio.wait({waiter}, timeout=LOAD_WAIT_SECONDS)
+            waiter.cancel()
         champion = self.variants.get(CHAMPION)
         if champion is None:
             raise RequestError(503, "the model is not loaded yet")
@@ -122,6 +133,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.batcher.start()
+        server.settled = asyncio.Event()
         # Loading runs in the background so /health/live answers while it does.
         tasks = [asyncio.create_task(server.load_all())]
         if settings.reload_seconds > 0:
@@ -150,8 +162,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             server.metrics.validation_errors.labels(route, str(error.status)).inc()
         return JSONResponse({"detail": error.detail}, status_code=error.status)
 
-    def choose(request: Request) -> tuple[str, Variant]:
-        variant, chosen = server.pick()
+    async def choose(request: Request) -> tuple[str, Variant]:
+        variant, chosen = await server.pick()
         request.state.variant = variant  # labels this request's metrics
         return variant, chosen
 
@@ -172,7 +184,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/predict", openapi_extra=predict_body, tags=["predictions"])
     async def predict_records(request: Request) -> Response:
         """One record or a list of records, keyed by feature name."""
-        variant, chosen = choose(request)
+        variant, chosen = await choose(request)
         if media_type(request) != "application/json":
             raise RequestError(415, "send application/json")
         inputs = chosen.parser.parse_predict(await read_body(request, settings.max_body_bytes))
@@ -199,7 +211,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/invocations", openapi_extra=invocations_body, tags=["predictions"])
     async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol, as `mlflow models serve` answers it."""
-        variant, chosen = choose(request)
+        variant, chosen = await choose(request)
         kind = media_type(request)
         if kind not in ("application/json", "text/csv"):
             raise RequestError(415, "send application/json or text/csv")
