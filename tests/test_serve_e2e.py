@@ -84,7 +84,7 @@ from prometheus_client.mmap_dict import MmapedDict
 counts = {}
 for path in Path(sys.argv[1]).glob("counter_*.db"):
     for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
-        name, _, labels, _ = json.loads(key)
+        _, name, labels, _ = json.loads(key)  # metric, sample, labels, help
         if name == "ml_http_requests_total" and labels.get("route") == "/predict" and value:
             counts[path.name] = counts.get(path.name, 0) + value
 print(json.dumps(counts))
