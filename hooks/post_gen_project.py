@@ -37,12 +37,14 @@ def remove_kubernetes(root: Path) -> None:
     remove(root, "deploy")
 
 
-def remove_monitoring(root: Path) -> None:
-    remove(root, "monitoring")
+def remove_monitoring(root: Path, module_name: str) -> None:
+    """Prometheus, Alertmanager and Grafana files, their compose services, drift detection."""
+    remove(root, "monitoring", "docker-compose.monitoring.yml", f"src/{module_name}/monitoring")
+    remove(root, "tests/test_drift.py", "tests/test_drift_serving.py")
 
 
 def remove_docker_compose(root: Path) -> None:
-    remove(root, "docker-compose.yml")
+    remove(root, "docker-compose.yml", "docker-compose.monitoring.yml")
 
 
 def select_license(root: Path, license_name: str) -> None:
@@ -57,7 +59,7 @@ def prune(root: Path, answers: Answers) -> None:
     if answers["deploy"] == "none":
         remove_kubernetes(root)
     if answers["monitoring"] == "none":
-        remove_monitoring(root)
+        remove_monitoring(root, answers["module_name"])
     if answers["docker_compose"] == "no":
         remove_docker_compose(root)
     select_license(root, answers["open_source_license"])

@@ -48,6 +48,7 @@ ALWAYS = [
     "src/{module}/serving/batching.py",
     "src/{module}/serving/loading.py",
     "src/{module}/serving/metrics.py",
+    "src/{module}/serving/observer.py",
     "src/{module}/serving/requests.py",
     "src/{module}/serving/run.py",
     "src/{module}/serving/settings.py",
@@ -78,7 +79,18 @@ OPTION_FILES = {
         "deploy/k8s/overlays/production/kustomization.yaml",
         "deploy/k8s/overlays/staging/kustomization.yaml",
     ],
-    ("monitoring", "prometheus"): ["monitoring/prometheus/prometheus.yml"],
+    ("monitoring", "prometheus"): [
+        "monitoring/prometheus/prometheus.yml",
+        "src/{module}/monitoring/__init__.py",
+        "src/{module}/monitoring/check.py",
+        "src/{module}/monitoring/drift.py",
+        "src/{module}/monitoring/online.py",
+        "src/{module}/monitoring/report.py",
+        "src/{module}/monitoring/settings.py",
+        "src/{module}/monitoring/window.py",
+        "tests/test_drift.py",
+        "tests/test_drift_serving.py",
+    ],
     ("docker_compose", "yes"): ["docker-compose.yml"],
 }
 
@@ -87,7 +99,7 @@ def expected_files(answers: dict[str, Any], module: str) -> list[str]:
     files = [name.format(module=module) for name in ALWAYS]
     for (option, value), option_files in OPTION_FILES.items():
         if answers[option] == value:
-            files += option_files
+            files += [name.format(module=module) for name in option_files]
     return sorted(files)
 
 

@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from {{ cookiecutter.module_name }}.config import load_params
+from {{ cookiecutter.module_name }}.inference import (
+    FILENAME,
+    compile_pipeline,
+)
+from {{ cookiecutter.module_name }}.profile import build_profile
+from {{ cookiecutter.module_name }}.schema import (
+    infer_schema,
+    to_model_frame,
+)
+from {{ cookiecutter.module_name }}.train import build_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +50,28 @@ def frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def make_frame() -> Callable[..., pd.DataFrame]:
     return mixed_frame
+
+
+def model_dir_of(path: Path, frame: pd.DataFrame, project_root: Path, version: str) -> Any:
+    """A model directory as `export-model` writes it, from a pipeline fitted on `frame`."""
+    params = load_params(project_root / "params.yaml")
+    params.task = "classification"
+    params.train.model = "random_forest"
+    params.train.random_forest.n_estimators = 20
+    schema = infer_schema(frame, "label", "classification")
+    pipeline = build_pipeline(schema, params).fit(to_model_frame(frame, schema), frame["label"])
+    extra = path / "extra_files"
+    extra.mkdir(parents=True, exist_ok=True)
+    schema.save(extra / "schema.json")
+    compile_pipeline(pipeline).save(extra / FILENAME)
+    model_frame = to_model_frame(frame, schema)
+    profile = build_profile(model_frame, pipeline.predict(model_frame), schema)
+    (extra / "profile.json").write_text(json.dumps(profile), encoding="utf-8")
+    metadata = {"name": "test-model", "version": version, "alias": "champion", "run_id": "r1"}
+    (path / "registry.json").write_text(json.dumps(metadata), encoding="utf-8")
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def write_model_dir() -> Callable[..., Any]:
+    return model_dir_of

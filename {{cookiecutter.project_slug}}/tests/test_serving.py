@@ -14,11 +14,6 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.module_name }}.config import load_params
-from {{ cookiecutter.module_name }}.inference import (
-    FILENAME,
-    compile_pipeline,
-)
 from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
     to_model_frame,
@@ -33,24 +28,6 @@ from {{ cookiecutter.module_name }}.serving.settings import (
 from {{ cookiecutter.module_name }}.serving.smoke import (
     sample_record,
 )
-from {{ cookiecutter.module_name }}.train import build_pipeline
-
-
-def write_model_dir(path: Path, frame: pd.DataFrame, project_root: Path, version: str) -> Any:
-    """A model directory as `export-model` writes it, from a pipeline fitted on `frame`."""
-    params = load_params(project_root / "params.yaml")
-    params.task = "classification"
-    params.train.model = "random_forest"
-    params.train.random_forest.n_estimators = 20
-    schema = infer_schema(frame, "label", "classification")
-    pipeline = build_pipeline(schema, params).fit(to_model_frame(frame, schema), frame["label"])
-    extra = path / "extra_files"
-    extra.mkdir(parents=True, exist_ok=True)
-    schema.save(extra / "schema.json")
-    compile_pipeline(pipeline).save(extra / FILENAME)
-    metadata = {"name": "test-model", "version": version, "alias": "champion", "run_id": "r1"}
-    (path / "registry.json").write_text(json.dumps(metadata), encoding="utf-8")
-    return pipeline
 
 
 def wait_ready(client: TestClient, seconds: float = 20) -> None:
@@ -62,7 +39,9 @@ def wait_ready(client: TestClient, seconds: float = 20) -> None:
 
 @pytest.fixture(scope="module")
 def model_dir(
-    tmp_path_factory: pytest.TempPathFactory, make_frame: Callable[..., pd.DataFrame]
+    tmp_path_factory: pytest.TempPathFactory,
+    make_frame: Callable[..., pd.DataFrame],
+    write_model_dir: Callable[..., Any],
 ) -> Path:
     path = tmp_path_factory.mktemp("model")
     write_model_dir(path, make_frame(rows=200), Path(__file__).resolve().parents[1], "7")
@@ -118,7 +97,9 @@ def test_predict_many_with_missing_values(client: TestClient) -> None:
 
 
 def test_predictions_match_the_pipeline(
-    model_dir: Path, make_frame: Callable[..., pd.DataFrame], tmp_path: Path
+    make_frame: Callable[..., pd.DataFrame],
+    write_model_dir: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     frame = make_frame(rows=200)
     pipeline = write_model_dir(tmp_path, frame, Path(__file__).resolve().parents[1], "1")
@@ -323,7 +304,7 @@ def test_a_request_during_loading_waits_for_the_model(
 
 
 def test_reload_swaps_in_a_new_exported_model(
-    tmp_path: Path, make_frame: Callable[..., pd.DataFrame]
+    tmp_path: Path, make_frame: Callable[..., pd.DataFrame], write_model_dir: Callable[..., Any]
 ) -> None:
     root = Path(__file__).resolve().parents[1]
     write_model_dir(tmp_path, make_frame(rows=200), root, "1")

@@ -149,6 +149,26 @@ def export_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+{% if cookiecutter.monitoring == "prometheus" -%}
+@command("drift", "compare a CSV of new data with the model's training data; exit 1 on drift")
+def drift(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .monitoring.check import run_check
+    from .monitoring.report import verdict, write_reports
+    from .monitoring.settings import DriftSettings
+
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    current = Path(args.current)
+    thresholds = DriftSettings().thresholds()
+    report, model = run_check(settings, current, model_dir, args.alias, thresholds)
+    for path in write_reports(report, model, current, Path(args.output), args.format):
+        print(f"wrote {path}")
+    print(verdict(report))
+    return 1 if report.detected else 0
+
+
+{% endif -%}
 @command("serve", "start the prediction server (HOST, PORT, WORKERS, MODEL_DIR, …)")
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from .serving.run import serve as run_server
@@ -183,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
             subparser.add_argument(
                 "--wait", type=float, default=0, help="seconds to wait for ready"
             )
+{%- if cookiecutter.monitoring == "prometheus" %}
+        if name == "drift":
+            subparser.add_argument("--current", required=True, help="CSV of the new data")
+            subparser.add_argument("--model-dir", help="an exported model (default: the registry)")
+            subparser.add_argument("--alias", default="champion", help="default: champion")
+            subparser.add_argument(
+                "--output", default="reports/drift", help="default: reports/drift"
+            )
+            subparser.add_argument("--format", choices=["md", "html"], default="md")
+{%- endif %}
         if name == "export-model":
             subparser.add_argument("--alias", default="champion", help="default: champion")
             subparser.add_argument("--output", default="build/model", help="default: build/model")

@@ -8,6 +8,7 @@ Format (JSON):
    "prediction": numeric entry (regression) or categorical entry (classification)}
   numeric:     {"kind": "numeric", "edges": [inner bin edges, from quantiles],
                 "frequencies": [len(edges) + 1 shares of the non-missing values],
+                "quantiles": [QUANTILES values from minimum to maximum] (the KS test's CDF),
                 "missing": share of rows missing}
   categorical: {"kind": "categorical", "frequencies": {category: share of non-missing},
                 "unseen": 0.0, "missing": share of rows missing}
@@ -24,6 +25,7 @@ import pandas as pd
 from .schema import FeatureSchema, as_category_strings
 
 BINS = 10
+QUANTILES = 101
 
 
 def numeric_entry(values: pd.Series, bins: int = BINS) -> dict[str, Any]:
@@ -36,6 +38,9 @@ def numeric_entry(values: pd.Series, bins: int = BINS) -> dict[str, Any]:
         "kind": "numeric",
         "edges": [float(edge) for edge in edges],
         "frequencies": [float(count) / max(present.size, 1) for count in counts],
+        "quantiles": [float(value) for value in np.quantile(present, np.linspace(0, 1, QUANTILES))]
+        if present.size
+        else [],
         "missing": float(numbers.isna().mean()) if len(numbers) else 0.0,
     }
 

@@ -20,6 +20,7 @@ from .. import __version__
 from .batching import Batcher
 from .loading import LoadedModel, current_version, load
 from .metrics import Metrics, MetricsMiddleware
+from .observer import Observer
 from .requests import RequestError, RequestParser
 from .settings import ServeSettings
 
@@ -43,6 +44,7 @@ class Server:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.observer = Observer(self.metrics)
         self.batcher = Batcher(settings.merge_rows)
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
@@ -61,6 +63,8 @@ class Server:
             model, RequestParser(model.schema, self.settings.max_batch_rows)
         )
         self.metrics.model_loaded(variant, model, replaced.model if replaced else None)
+        if variant == CHAMPION:
+            self.observer.model_loaded(model)
         self.metrics.ready.set(1 if CHAMPION in self.variants else 0)
         log.info(
             "%s: serving %s version %s from %s", variant, model.name, model.version, model.source
@@ -135,7 +139,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         server.batcher.start()
         server.settled = asyncio.Event()
         # Loading runs in the background so /health/live answers while it does.
-        tasks = [asyncio.create_task(server.load_all())]
+        tasks = [asyncio.create_task(server.load_all()), asyncio.create_task(server.observer.run())]
         if settings.reload_seconds > 0:
             tasks.append(asyncio.create_task(server.poll()))
         yield
@@ -170,6 +174,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def predict(variant: str, chosen: Variant, inputs: Any) -> tuple[Any, Any]:
         predictions, probabilities = await server.batcher.predict(chosen.model, inputs)
         server.metrics.predicted(variant, predictions, chosen.model.schema.task)
+        if variant == CHAMPION:
+            server.observer.predicted(inputs, predictions)
         return predictions, probabilities
 
     predict_body = {

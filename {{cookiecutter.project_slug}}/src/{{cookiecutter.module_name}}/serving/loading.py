@@ -39,6 +39,7 @@ class LoadedModel:
     schema: FeatureSchema
     predictor: Predictor
     source: str
+    profile: dict[str, Any] | None = None  # the training data's, for drift; see profile.py
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
 
@@ -92,10 +93,15 @@ def read_model_dir(path: Path, alias: str, defaults: dict[str, Any]) -> LoadedMo
         schema=schema,
         predictor=predictor,
         source=str(path),
+        profile=read_json(extra / "profile.json"),
     )
     warm_up(model)
     model.load_seconds = time.perf_counter() - started
     return model
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def warm_up(model: LoadedModel) -> None:

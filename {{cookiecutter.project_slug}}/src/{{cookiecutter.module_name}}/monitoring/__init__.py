@@ -1,0 +1,1 @@
+"""Data and prediction drift against the training profile: offline checks and live gauges."""
