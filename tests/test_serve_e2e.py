@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TOOLS_BIN, BakedProject, free_port
-from conftest import install_project
+from baked import TOOLS_BIN, BakedProject, free_port, template_defaults
+from conftest import find_python, install_project
+from dockerfile import replay
 
 # One rendered project for the module: its tests run on one test worker.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
@@ -48,14 +49,20 @@ def call(url: str, body: Any = None, content_type: str = "application/json") -> 
 
 
 @contextmanager
-def serving(project: BakedProject, **env: str) -> Iterator[str]:
-    """`<slug> serve` in the background until the block ends; yields its base URL."""
+def serving(
+    project: BakedProject,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
+    base_env: dict[str, str] | None = None,
+    **env: str,
+) -> Iterator[str]:
+    """`<slug> serve` (or `command`) in the background until the block ends; yields its URL."""
     port = free_port()
     settings = {"PORT": str(port), "HOST": "127.0.0.1", **env}
     process = subprocess.Popen(
-        [str(project.path / ".venv/bin" / project.path.name), "serve"],
-        cwd=project.path,
-        env={**os.environ, **settings},
+        command or [str(project.path / ".venv/bin" / project.path.name), "serve"],
+        cwd=cwd or project.path,
+        env={**(base_env or os.environ), **settings},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -120,7 +127,7 @@ def test_two_workers_share_their_metrics(
     ) as base:
         assert not (metrics_dir / "counter_999999.db").exists(), "the directory is wiped at start"
         # Concurrent requests until both workers have answered some (the kernel decides who).
-        sent, per_worker = 0, {}
+        sent, per_worker = 0, dict[str, float]()
         while len(per_worker) < 2 and sent < 2000:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 statuses = list(pool.map(lambda r: call(f"{base}/predict", r)[0], records[:40]))
@@ -241,3 +248,45 @@ def test_docs_and_openapi_are_served(project: BakedProject) -> None:
     )
     assert refused.returncode == 1
     assert "smoke test failed" in refused.stderr
+
+
+def test_the_dockerfile_recipe_serves(
+    project: BakedProject, records: list[dict[str, float]], tmp_path: Path
+) -> None:
+    """No Docker engine here: replay the serve target's recipe and run its exact CMD."""
+    python = find_python(template_defaults()["python_version"])
+    assert python is not None
+    env = {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
+    image = replay(project.path, tmp_path / "image", "serve", env)
+    assert image.user == "10001:10001"
+    assert image.exposed == [8000]
+    assert image.env["PORT"] == "8000"
+    assert image.cmd == [project.path.name, "serve"]
+    assert sorted(image.skipped) == sorted(
+        [
+            "COPY --from=uv /uv /usr/local/bin/uv",  # uv from PATH instead
+            "RUN groupadd --gid 10001 app",
+            "RUN useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app",
+        ]
+    )
+    site = next((tmp_path / "image/app/.venv/lib").glob("python*/site-packages"))
+    for training_only in ("mlflow", "sklearn", "pandas", "dvc"):
+        assert not (site / training_only).exists(), f"{training_only} is in the serve image"
+    metrics_dir = tmp_path / "prometheus"  # the container's /tmp
+    with serving(
+        project,
+        command=image.cmd,
+        cwd=image.path(image.workdir),
+        base_env=image.env,
+        HOST=image.env["HOST"],
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    ) as base:
+        status, answer = call(f"{base}/predict", records[:3])
+        assert status == 200, answer
+        assert len(answer["predictions"]) == 3
+        port = base.rsplit(":", 1)[1]
+        health = subprocess.run(
+            image.healthcheck, env={**image.env, "PORT": port}, capture_output=True, check=False
+        )
+        assert health.returncode == 0, health.stderr
+    assert list(metrics_dir.glob("*.db")), "the server wrote its metrics under the container's /tmp"
