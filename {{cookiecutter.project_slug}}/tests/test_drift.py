@@ -15,7 +15,9 @@ from {{ cookiecutter.module_name }}.monitoring.drift import (
     compare,
     kolmogorov_survival,
     ks_test,
+    numeric_shares,
     psi,
+    psi_noise,
 )
 from {{ cookiecutter.module_name }}.profile import (
     categorical_entry,
@@ -102,7 +104,7 @@ def test_a_small_shift_only_ks_sees_is_flagged_on_small_samples(profile: dict[st
     assert column.status == "alert"
 
 
-@pytest.mark.parametrize("rows", [300, 1000, 5000])
+@pytest.mark.parametrize("rows", [50, 100, 300, 1000, 5000])
 def test_samples_of_the_training_distribution_seldom_alert(
     profile: dict[str, Any], rows: int
 ) -> None:
@@ -126,18 +128,34 @@ def test_ks_statistic_and_pvalue_agree_with_scipy() -> None:
         assert pvalue == pytest.approx(exact.pvalue, abs=0.05 + 0.5 * exact.pvalue)
 
 
+def test_psi_noise_level_is_what_sampling_alone_exceeds() -> None:
+    rng = np.random.default_rng(8)
+    reference = pd.Series(rng.normal(0, 1, 2000))
+    entry = numeric_entry(reference)
+    rows, alpha = 150, 0.05
+    scores = []
+    for _ in range(400):
+        expected, current, _ = numeric_shares(entry, rng.normal(0, 1, rows))
+        scores.append(psi(expected, current, reference.size, rows))
+    level = psi_noise(expected.size, rows, reference.size, alpha)
+    exceeded = np.mean(np.asarray(scores) > level)
+    assert 0.01 <= exceeded <= 0.1, (level, exceeded)
+
+
 def test_kolmogorov_distribution() -> None:
     for x in (0.5, 1.0, 1.36, 1.63, 2.0):
         assert kolmogorov_survival(x) == pytest.approx(stats.kstwobign.sf(x), abs=1e-6)
 
 
 def test_psi_is_zero_for_equal_shares_and_matches_its_formula() -> None:
-    shares = np.array([0.2, 0.3, 0.5])
-    assert psi(shares, shares) == 0.0
-    current = np.array([0.3, 0.3, 0.4])
+    shares = np.array([0.2, 0.3, 0.5, 0.0])
+    assert psi(shares, shares, 1000, 100) == 0.0  # a bin empty on both sides adds nothing
+    current = np.array([0.3, 0.3, 0.4, 0.0])
     expected = 0.1 * np.log(0.3 / 0.2) + (-0.1) * np.log(0.4 / 0.5)
-    assert psi(shares, current) == pytest.approx(expected)
-    assert np.isfinite(psi(np.array([1.0, 0.0]), np.array([0.0, 1.0])))  # empty bins
+    assert psi(shares, current, 1000, 100) == pytest.approx(expected)
+    # a bin empty on one side counts as half a row of that side
+    one_sided = psi(np.array([1.0, 0.0]), np.array([0.5, 0.5]), 1000, 10)
+    assert one_sided == pytest.approx(-0.5 * np.log(0.5) + (0.5 - 0.0005) * np.log(0.5 / 0.0005))
 
 
 def test_prediction_drift(profile: dict[str, Any]) -> None:

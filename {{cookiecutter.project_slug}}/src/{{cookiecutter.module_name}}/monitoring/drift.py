@@ -6,9 +6,13 @@ The profile format is described in `profile.py`.
 
 - PSI (population stability index) compares bin shares; missing values are a bin of
   their own and categories training never saw share an "unseen" bin.
+- On small samples PSI is noisy (about (bins - 1) / rows even without drift), so a PSI
+  counts only above its noise level too: the value sampling alone exceeds with
+  probability `alpha` (PSI x effective rows is close to chi-square with bins - 1 degrees
+  of freedom).
 - The KS test runs only on samples of at most `ks_max_rows` rows: on larger ones it
-  calls shifts significant that are far too small to matter. Its level `ks_alpha` is
-  shared out over the numeric features tested (Bonferroni), so a sample drawn from the
+  calls shifts significant that are far too small to matter.
+- `alpha` is shared out over the columns tested (Bonferroni), so a sample drawn from the
   training distribution raises an alert in well under 5% of checks.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -24,8 +29,6 @@ import numpy.typing as npt
 
 Array = npt.NDArray[Any]
 Status = Literal["ok", "warn", "alert"]
-# Share given to a bin that is empty on one side, so PSI stays finite.
-EPSILON = 1e-4
 # Reference quantiles with fewer distinct values than this describe a discrete
 # feature, for which the KS test (built for continuous data) does not hold.
 KS_MIN_DISTINCT = 20
@@ -36,7 +39,7 @@ UNSEEN_EXAMPLES = 5
 class Thresholds:
     psi_warn: float = 0.1
     psi_alert: float = 0.25
-    ks_alpha: float = 0.01
+    alpha: float = 0.01
     ks_max_rows: int = 1000
 
 
@@ -47,12 +50,14 @@ class ColumnDrift:
     rows: int
     psi: float
     status: Status
+    bins: int
     missing_reference: float
     missing_current: float
     unseen_share: float = 0.0
     unseen_examples: list[str] = field(default_factory=list)
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
+    psi_noise: float = 0.0  # the PSI sampling alone exceeds with probability alpha / columns
 
 
 @dataclass
@@ -78,10 +83,15 @@ class DriftReport:
         return {**asdict(self), "drifted": self.drifted, "detected": self.detected}
 
 
-def psi(reference: Array, current: Array) -> float:
-    """Population stability index of two share vectors over the same bins."""
-    expected = np.clip(reference, EPSILON, None)
-    actual = np.clip(current, EPSILON, None)
+def psi(reference: Array, current: Array, reference_rows: int, rows: int) -> float:
+    """Population stability index of two share vectors over the same bins.
+
+    A bin empty on one side only counts as half a row of that side (the finest share a
+    sample of that size can show); a bin empty on both sides adds nothing.
+    """
+    used = (reference > 0) | (current > 0)
+    expected = np.where(reference > 0, reference, 0.5 / max(reference_rows, 1))[used]
+    actual = np.where(current > 0, current, 0.5 / max(rows, 1))[used]
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
@@ -131,12 +141,14 @@ def numeric_drift(
 ) -> tuple[ColumnDrift, bool]:
     """The column's drift, and whether its KS test rejected at `ks_level` (None: no test)."""
     reference, current, present = numeric_shares(entry, values)
+    rows = int(np.asarray(values).size)
     column = ColumnDrift(
         name=name,
         kind="numeric",
-        rows=int(np.asarray(values).size),
-        psi=psi(reference, current),
+        rows=rows,
+        psi=psi(reference, current, reference_rows, rows),
         status="ok",
+        bins=reference.size,
         missing_reference=float(entry["missing"]),
         missing_current=float(current[-1]),
     )
@@ -152,7 +164,9 @@ def ks_applies(quantiles: Array) -> bool:
     return np.unique(quantiles).size >= KS_MIN_DISTINCT
 
 
-def categorical_drift(name: str, entry: Mapping[str, Any], values: Array) -> ColumnDrift:
+def categorical_drift(
+    name: str, entry: Mapping[str, Any], values: Array, reference_rows: int
+) -> ColumnDrift:
     items = np.asarray(values, dtype=object)
     missing = np.array([value is None or value != value for value in items.tolist()], dtype=bool)
     labels, counts = np.unique(items[~missing].astype(str), return_counts=True)
@@ -176,8 +190,9 @@ def categorical_drift(name: str, entry: Mapping[str, Any], values: Array) -> Col
         name=name,
         kind="categorical",
         rows=int(items.size),
-        psi=psi(reference, current),
+        psi=psi(reference, current, reference_rows, int(items.size)),
         status="ok",
+        bins=reference.size,
         missing_reference=reference_missing,
         missing_current=float(current[-1]),
         unseen_share=float(current[-2]),
@@ -190,13 +205,35 @@ def column_drift(
 ) -> tuple[ColumnDrift, bool]:
     if entry["kind"] == "numeric":
         return numeric_drift(name, entry, values, reference_rows, ks_level)
-    return categorical_drift(name, entry, values), False
+    return categorical_drift(name, entry, values, reference_rows), False
 
 
-def grade(column: ColumnDrift, ks_rejected: bool, thresholds: Thresholds) -> ColumnDrift:
-    if column.psi >= thresholds.psi_alert or ks_rejected:
+def psi_noise(bins: int, rows: int, reference_rows: int, alpha: float) -> float:
+    """The PSI two samples of one distribution exceed with probability `alpha`.
+
+    PSI x effective rows is close to chi-square with bins - 1 degrees of freedom; its
+    quantile by the Wilson-Hilferty approximation.
+    """
+    freedom = max(bins - 1, 1)
+    z = NormalDist().inv_cdf(1 - alpha)
+    spread = 2 / (9 * freedom)
+    quantile = freedom * (1 - spread + z * math.sqrt(spread)) ** 3
+    effective = rows * reference_rows / max(rows + reference_rows, 1)
+    return quantile / max(effective, 1.0)
+
+
+def grade(
+    column: ColumnDrift,
+    ks_rejected: bool,
+    thresholds: Thresholds,
+    alpha: float,
+    reference_rows: int,
+) -> ColumnDrift:
+    column.psi_noise = psi_noise(column.bins, column.rows, reference_rows, alpha)
+    above_noise = column.psi >= column.psi_noise
+    if (column.psi >= thresholds.psi_alert and above_noise) or ks_rejected:
         column.status = "alert"
-    elif column.psi >= thresholds.psi_warn:
+    elif column.psi >= thresholds.psi_warn and above_noise:
         column.status = "warn"
     return column
 
@@ -221,16 +258,22 @@ def compare(
         for name, entry in entries.items()
         if entry["kind"] == "numeric" and ks_applies(np.asarray(entry.get("quantiles", [])))
     ]
-    ks_level = thresholds.ks_alpha / len(tested) if tested and small else None
+    ks_level = thresholds.alpha / len(tested) if tested and small else None
+    alpha = thresholds.alpha / max(len(entries), 1)
     features = [
-        grade(*column_drift(name, entry, columns[name], reference_rows, ks_level), thresholds)
+        grade(
+            *column_drift(name, entry, columns[name], reference_rows, ks_level),
+            thresholds,
+            alpha,
+            reference_rows,
+        )
         for name, entry in entries.items()
     ]
     report = DriftReport(rows, reference_rows, thresholds, features)
     if predictions is not None and "prediction" in profile:
-        level = thresholds.ks_alpha if small else None  # one column: the whole level is its
+        level = thresholds.alpha if small else None  # one column: the whole level is its
         drift = column_drift(
             "prediction", profile["prediction"], predictions, reference_rows, level
         )
-        report.prediction = grade(*drift, thresholds)
+        report.prediction = grade(*drift, thresholds, thresholds.alpha, reference_rows)
     return report

@@ -42,8 +42,8 @@ def heading(report: DriftReport, model: LoadedModel, current: Path) -> list[str]
         f"Model {model.name} v{model.version} ({model.source}), "
         f"{report.reference_rows} training rows",
         f"Current data: {current}, {report.rows} rows",
-        f"PSI warn ≥ {limits.psi_warn}, alert ≥ {limits.psi_alert}; KS at level "
-        f"{limits.ks_alpha} over the numeric features, on samples of ≤ {limits.ks_max_rows} rows",
+        f"PSI warn ≥ {limits.psi_warn}, alert ≥ {limits.psi_alert} (and above its sampling "
+        f"noise); KS on samples of ≤ {limits.ks_max_rows} rows; level {limits.alpha} overall",
     ]
 
 

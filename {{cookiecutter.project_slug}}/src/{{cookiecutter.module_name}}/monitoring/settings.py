@@ -13,7 +13,7 @@ class DriftSettings(BaseSettings):
 
     psi_warn: float = Field(Thresholds.psi_warn, gt=0)
     psi_alert: float = Field(Thresholds.psi_alert, gt=0)
-    ks_alpha: float = Field(Thresholds.ks_alpha, gt=0, lt=1)
+    alpha: float = Field(Thresholds.alpha, gt=0, lt=1)
     ks_max_rows: int = Field(Thresholds.ks_max_rows, ge=0)
     # The server: recent rows kept (memory does not grow with traffic), rows needed
     # before a check means anything, and seconds between checks.
@@ -28,4 +28,4 @@ class DriftSettings(BaseSettings):
         return self
 
     def thresholds(self) -> Thresholds:
-        return Thresholds(self.psi_warn, self.psi_alert, self.ks_alpha, self.ks_max_rows)
+        return Thresholds(self.psi_warn, self.psi_alert, self.alpha, self.ks_max_rows)
