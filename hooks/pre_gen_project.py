@@ -52,6 +52,7 @@ JINJA_OPENERS = tuple("{" + second for second in "%#{")
 MAX_TRACKING_URI = 75
 FREE_TEXT_LIMITS = {"project_name": 80, "description": 300, "author_name": 100}
 
+MAX_KUBERNETES_SLUG = 44
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MODULE_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
@@ -100,6 +101,17 @@ def check_project_slug(answers: Answers) -> Iterator[Problem]:
             "project_slug",
             f"{slug!r} is not a valid distribution, directory and Kubernetes name",
             "use 1-63 lowercase letters, digits and '-'; start and end with a letter or digit",
+        )
+    # Kubernetes names the manifests derive from it: <slug>-production (a namespace, at
+    # most 63) and the <slug>-retrain CronJob (at most 52); Services start with a letter.
+    elif answers.get("deploy") == "kubernetes" and (
+        len(slug) > MAX_KUBERNETES_SLUG or not slug[0].isalpha()
+    ):
+        yield Problem(
+            "project_slug",
+            f"{slug!r} cannot name the Kubernetes objects (deploy=kubernetes)",
+            f"start with a letter and use at most {MAX_KUBERNETES_SLUG} characters, "
+            "or choose deploy=none",
         )
 
 

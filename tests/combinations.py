@@ -94,6 +94,12 @@ SUPPORTED_COMBINATIONS = [
 UNSUPPORTED_COMBINATIONS = [
     pytest.param({"project_slug": "My Project"}, "project_slug", "not a valid", id="slug-space"),
     pytest.param({"project_slug": "a/b"}, "project_slug", "not a valid", id="slug-path"),
+    pytest.param(
+        {"project_slug": "a" * 45, "module_name": "long_slug"},
+        "project_slug",
+        "cannot name the Kubernetes objects",
+        id="slug-too-long-for-kubernetes",
+    ),
     pytest.param({"module_name": "json"}, "module_name", "standard library", id="module-stdlib"),
     pytest.param({"module_name": "mlflow"}, "module_name", "shadows a package", id="module-dep"),
     pytest.param({"module_name": "class"}, "module_name", "keyword", id="module-keyword"),

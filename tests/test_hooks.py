@@ -86,7 +86,15 @@ def test_description_may_be_empty(answers: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("slug", ["a", "ml-2", "3d-model", "x" * 63])
 def test_valid_slugs(answers: dict[str, Any], slug: str) -> None:
-    assert [p for p in problems(answers, project_slug=slug) if p.key == "project_slug"] == []
+    without_kubernetes = {**answers, "deploy": "none"}
+    found = problems(without_kubernetes, project_slug=slug)
+    assert [p for p in found if p.key == "project_slug"] == []
+
+
+@pytest.mark.parametrize(("slug", "valid"), [("a" * 44, True), ("a" * 45, False), ("3d", False)])
+def test_kubernetes_names_bound_the_slug(answers: dict[str, Any], slug: str, valid: bool) -> None:
+    found = problems({**answers, "deploy": "kubernetes"}, project_slug=slug)
+    assert [p.key for p in found if p.key == "project_slug"] == ([] if valid else ["project_slug"])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,497 @@
+"""The Kubernetes manifests of every combination that renders them, checked offline.
+
+Each overlay is rendered by the project's own `make k8s-render` (kubectl kustomize), then:
+strict schemas of a pinned Kubernetes version for every core object, the required fields
+of the Prometheus Operator's objects, Pod Security "restricted" and probes and resources
+on every pod spec, selectors that select what they should, and ports that agree with
+the server's settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from baked import TOOLS_BIN, BakedProject, template_defaults
+from combinations import SUPPORTED_COMBINATIONS
+from conftest import bake_project
+
+Doc = dict[str, Any]
+
+K8S_VERSION = "1.32.0"
+OVERLAYS = ("staging", "production", "canary")
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+# The longest slug whose derived names all fit Kubernetes' limits: <slug>-retrain is a
+# CronJob name (at most 52 characters, its Jobs' pods add a suffix to a 63-character label).
+LONGEST_SLUG = "retail-customer-lifetime-value-forecast-apis"
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# `uv run --no-project --with PKG CMD…` for `make k8s-validate`: this venv already has PKG.
+UV_SHIM = """#!/bin/sh
+[ "$1 $2 $3" = "run --no-project --with" ] || { echo "unexpected uv call: $*" >&2; exit 97; }
+shift 4
+exec "$@"
+"""
+
+
+def answers_of(param: Any) -> dict[str, Any]:
+    return {**template_defaults(), **param.values[0]}
+
+
+KUBERNETES_COMBINATIONS = [
+    pytest.param(param.values[0], id=param.id)
+    for param in SUPPORTED_COMBINATIONS
+    if answers_of(param)["deploy"] == "kubernetes"
+] + [
+    pytest.param(
+        {"project_slug": LONGEST_SLUG, "github_owner": "Org-With-Capitals", "initialize_git": "no"},
+        id="k8s-longest-slug",
+    )
+]
+
+
+@pytest.fixture(scope="module", params=KUBERNETES_COMBINATIONS)
+def baked(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is needed to render the kustomize overlays (see .ci/run)")
+    return bake_project(cookies_session, request.param)
+
+
+@pytest.fixture(scope="module")
+def answers(baked: BakedProject) -> dict[str, Any]:
+    return {**template_defaults(), **baked.answers}
+
+
+@pytest.fixture(scope="module")
+def rendered(baked: BakedProject) -> dict[str, list[Doc]]:
+    """`make k8s-render`: every overlay in build/k8s/<overlay>.yaml, parsed."""
+    output = baked.check("make", "--no-print-directory", "k8s-render").stdout
+    assert output.splitlines() == [f"rendered build/k8s/{overlay}.yaml" for overlay in OVERLAYS]
+    return {
+        overlay: [doc for doc in yaml.safe_load_all(baked.read(f"build/k8s/{overlay}.yaml")) if doc]
+        for overlay in OVERLAYS
+    }
+
+
+def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[Doc], kind: str, name: str) -> Doc:
+    (found,) = [doc for doc in of_kind(docs, kind) if doc["metadata"]["name"] == name]
+    return found
+
+
+def pod_templates(docs: list[Doc]) -> Iterator[tuple[Doc, Doc]]:
+    """(owner, pod template) of every Deployment and CronJob."""
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            yield doc, doc["spec"]["template"]
+        elif doc["kind"] == "CronJob":
+            yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def labels_of(template: Doc) -> dict[str, str]:
+    return dict(template["metadata"].get("labels", {}))
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """matchLabels and matchExpressions (In) against a set of labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only In is used in these manifests"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def api_container(template: Doc) -> Doc:
+    containers: list[Doc] = template["spec"]["containers"]
+    (container,) = [c for c in containers if c["name"] == "api"]
+    return container
+
+
+def serve_port(baked: BakedProject) -> int:
+    settings = baked.read(f"src/{baked.module}/serving/settings.py")
+    found = re.search(r"port: int = Field\((\d+)", settings)
+    assert found is not None, "the server's default port moved: update this test"
+    return int(found.group(1))
+
+
+def test_makefile_has_the_kubernetes_targets(baked: BakedProject) -> None:
+    makefile = baked.read("Makefile")
+    for target in ("k8s-render", "k8s-validate", "k8s-deploy"):
+        assert re.search(rf"^{target}:.*## \S", makefile, re.MULTILINE), target
+    dry_run = baked.check("make", "-n", "k8s-deploy", "ENV=production", "UV=/bin/true").stdout
+    assert "kubectl apply -k deploy/k8s/overlays/production" in dry_run
+    assert f"--kubernetes-version {K8S_VERSION}" in dry_run
+
+
+def test_every_core_object_passes_strict_schemas(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    files = [f"build/k8s/{overlay}.yaml" for overlay in OVERLAYS]
+    result = baked.check(
+        str(TOOLS_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *files
+    )
+    passed = re.findall(r"^INFO \S+ passed for resource (\S+) against", result.stdout, re.MULTILINE)
+    core = [doc for docs in rendered.values() for doc in docs if doc["kind"] not in OPERATOR_KINDS]
+    assert len(passed) == len(core), result.stdout
+    warnings = re.findall(r"^WARN .*$", result.stdout, re.MULTILINE)
+    assert all("ServiceMonitor" in w or "PrometheusRule" in w for w in warnings), warnings
+
+
+def test_strict_validation_catches_an_unknown_field(
+    baked: BakedProject, rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """The schemas work offline and strict mode bites: a misspelt field fails."""
+    deployment = copy.deepcopy(one(rendered["staging"], "Deployment", baked.path.name))
+    api_container(deployment["spec"]["template"])["readinessprobe"] = {}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(deployment), encoding="utf-8")
+    result = baked.run(
+        str(TOOLS_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, str(broken)
+    )
+    assert result.returncode == 1
+    assert "readinessprobe" in result.stdout
+
+
+def test_make_k8s_validate_passes(baked: BakedProject, tmp_path: Path) -> None:
+    shim = tmp_path / "uv"
+    shim.write_text(UV_SHIM, encoding="utf-8")
+    shim.chmod(0o755)
+    result = baked.check("make", "--no-print-directory", "k8s-validate", f"UV={shim}")
+    for overlay in OVERLAYS:
+        assert f"build/k8s/{overlay}.yaml: " in result.stdout
+        assert f"valid for Kubernetes {K8S_VERSION}" in result.stdout
+
+
+def test_check_manifests_reports_broken_references(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """deploy/k8s/check_manifests.py, which make k8s-validate runs, finds what schemas cannot."""
+    docs = copy.deepcopy(rendered["production"])
+    slug = baked.path.name
+    one(docs, "Service", slug)["spec"]["ports"][0]["targetPort"] = "web"
+    one(docs, "PodDisruptionBudget", slug)["spec"]["selector"]["matchLabels"]["track"] = "x"
+    one(docs, "HorizontalPodAutoscaler", slug)["spec"]["scaleTargetRef"]["name"] = "other"
+    expected = ["targetPort 'web'", "PodDisruptionBudget", "scales other"]
+    if answers["monitoring"] == "prometheus":
+        one(docs, "ServiceMonitor", slug)["spec"]["endpoints"][0]["port"] = "metrics"
+        one(docs, "PrometheusRule", slug)["spec"]["groups"][0]["rules"].pop()
+        expected += ["endpoint port 'metrics'", "differ from alerts.yml"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    result = baked.run(str(TOOLS_BIN / "python"), "deploy/k8s/check_manifests.py", str(broken))
+    assert result.returncode == 1
+    for fragment in expected:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def test_operator_objects_follow_the_monitoring_option(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
+) -> None:
+    slug = baked.path.name
+    kinds = {overlay: {doc["kind"] for doc in docs} for overlay, docs in rendered.items()}
+    assert not kinds["canary"] & OPERATOR_KINDS
+    if answers["monitoring"] == "none":
+        for overlay, docs in rendered.items():
+            assert not kinds[overlay] & OPERATOR_KINDS
+            assert not any(doc["apiVersion"].startswith("monitoring.coreos.com") for doc in docs)
+            cronjobs = [doc["metadata"]["name"] for doc in of_kind(docs, "CronJob")]
+            expected = [] if overlay == "canary" else [f"{slug}-retrain"]
+            assert cronjobs == expected, "the drift command only exists with monitoring=prometheus"
+        return
+    for overlay in ("staging", "production"):
+        docs = rendered[overlay]
+        monitor = one(docs, "ServiceMonitor", slug)
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["spec"]["selector"]["matchLabels"]
+        assert monitor["spec"]["endpoints"] == [
+            {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        ]
+        assert monitor["metadata"]["namespace"] == f"{slug}-{overlay}"
+        rule = one(docs, "PrometheusRule", slug)
+        assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+        assert rule["metadata"]["namespace"] == f"{slug}-{overlay}"
+        groups = rule["spec"]["groups"]
+        assert groups
+        for group in groups:
+            assert group["name"]
+            assert group["rules"]
+            for alert in group["rules"]:
+                assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, alert
+                assert alert["alert"]
+                assert alert["expr"]
+                assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert one(docs, "CronJob", f"{slug}-drift")
+
+
+def test_prometheus_rule_mirrors_the_alerts_file(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    """Whenever both exist, the PrometheusRule carries exactly monitoring/prometheus/alerts.yml."""
+    rule_file = "deploy/k8s/components/monitoring/prometheusrule.yaml"
+    alerts_file = "monitoring/prometheus/alerts.yml"
+    if not (baked.has_file(rule_file) and baked.has_file(alerts_file)):
+        pytest.skip("monitoring=none renders neither")
+    (alerts,) = baked.load(alerts_file)
+    (rule,) = baked.load(rule_file)
+    assert rule["spec"] == {"groups": alerts["groups"]}
+    for overlay in ("staging", "production"):
+        rendered_rule = one(rendered[overlay], "PrometheusRule", baked.path.name)
+        assert rendered_rule["spec"]["groups"] == alerts["groups"]
+
+
+def test_every_pod_spec_is_restricted(rendered: dict[str, list[Doc]]) -> None:
+    """Pod Security Standards "restricted", the image's UID/GID, no token, requests and limits."""
+    for overlay, docs in rendered.items():
+        templates = list(pod_templates(docs))
+        assert templates, overlay
+        for owner, template in templates:
+            where = f"{overlay}: {owner['kind']}/{owner['metadata']['name']}"
+            spec = template["spec"]
+            assert spec["securityContext"] == {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }, where
+            assert spec["automountServiceAccountToken"] is False, where
+            assert not {"hostNetwork", "hostPID", "hostIPC"} & set(spec), where
+            volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+            for volume in volumes.values():
+                assert set(volume) - {"name"} <= RESTRICTED_VOLUMES, where
+            containers = spec["containers"] + spec.get("initContainers", [])
+            for container in containers:
+                assert container["securityContext"] == {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                }, where
+                assert all("hostPort" not in port for port in container.get("ports", [])), where
+                resources = container["resources"]
+                for bound in ("requests", "limits"):
+                    assert set(resources[bound]) == {"cpu", "memory"}, where
+                mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+                assert "emptyDir" in volumes[mounts["/tmp"]], f"{where}: /tmp must be writable"
+                for name in mounts.values():
+                    assert "emptyDir" in volumes[name], f"{where}: {name} is not scratch space"
+
+
+def test_api_pods_probe_health_and_listen_where_the_server_does(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    port = serve_port(baked)
+    for overlay, docs in rendered.items():
+        for deployment in of_kind(docs, "Deployment"):
+            template = deployment["spec"]["template"]
+            container = api_container(template)
+            (http,) = container["ports"]
+            assert http == {"name": "http", "containerPort": port, "protocol": "TCP"}
+            env = {item["name"]: item["value"] for item in container["env"]}
+            assert env == {
+                "HOST": "0.0.0.0",
+                "PORT": str(port),
+                "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus",
+            }
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
+            probes = {
+                kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
+                for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+            }
+            assert probes == {
+                "startupProbe": ("/health/ready", "http"),
+                "readinessProbe": ("/health/ready", "http"),
+                "livenessProbe": ("/health/live", "http"),
+            }, overlay
+            startup = container["startupProbe"]
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "model load"
+            assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+            assert "replicas" not in deployment["spec"] or deployment["metadata"]["name"].endswith(
+                "-canary"
+            ), "the autoscaler owns the stable Deployment's replicas"
+            for constraint in template["spec"]["topologySpreadConstraints"]:
+                assert selects(constraint["labelSelector"], labels_of(template)), overlay
+            own_pods = deployment["spec"]["selector"]
+            assert selects(own_pods, labels_of(template))
+
+
+def test_selectors_and_ports_match(baked: BakedProject, rendered: dict[str, list[Doc]]) -> None:
+    slug = baked.path.name
+    stable_template = one(rendered["production"], "Deployment", slug)["spec"]["template"]
+    canary_template = one(rendered["canary"], "Deployment", f"{slug}-canary")["spec"]["template"]
+    for overlay in ("staging", "production"):
+        docs = rendered[overlay]
+        templates = [template for _, template in pod_templates(docs)]
+        api = [labels_of(t) for t in templates if labels_of(t).get("track")]
+        jobs = [labels_of(t) for t in templates if not labels_of(t).get("track")]
+        assert len(api) == 1
+        assert jobs
+
+        def selected(selector: Mapping[str, Any], docs: list[Doc] = docs) -> list[dict[str, str]]:
+            return [labels_of(t) for _, t in pod_templates(docs) if selects(selector, labels_of(t))]
+
+        service = one(docs, "Service", slug)
+        assert selected({"matchLabels": service["spec"]["selector"]}) == api
+        assert selects({"matchLabels": service["spec"]["selector"]}, labels_of(canary_template))
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        ]
+        pdb = one(docs, "PodDisruptionBudget", slug)
+        assert selected(pdb["spec"]["selector"]) == api
+        hpa = one(docs, "HorizontalPodAutoscaler", slug)
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"], target["name"]) == (
+            "apps/v1",
+            "Deployment",
+            slug,
+        )
+        assert one(docs, "Deployment", slug)
+        api_policy = one(docs, "NetworkPolicy", slug)
+        assert selected(api_policy["spec"]["podSelector"]) == api
+        assert api_policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+        jobs_policy = one(docs, "NetworkPolicy", f"{slug}-jobs")
+        assert selected(jobs_policy["spec"]["podSelector"]) == jobs
+        assert "ingress" not in jobs_policy["spec"]
+        assert jobs_policy["spec"]["policyTypes"] == ["Ingress"]
+        for monitor in of_kind(docs, "ServiceMonitor"):
+            assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+            ports = {port["name"] for port in service["spec"]["ports"]}
+            assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= ports
+            assert monitor["spec"]["podTargetLabels"] == ["track"]
+        for service_account in of_kind(docs, "ServiceAccount"):
+            assert service_account["automountServiceAccountToken"] is False
+        for _, template in pod_templates(docs):
+            assert template["spec"]["serviceAccountName"] == slug
+    # Stable and canary pods belong to one Deployment each.
+    stable = one(rendered["production"], "Deployment", slug)["spec"]["selector"]
+    canary = one(rendered["canary"], "Deployment", f"{slug}-canary")["spec"]["selector"]
+    assert not selects(stable, labels_of(canary_template))
+    assert not selects(canary, labels_of(stable_template))
+
+
+def test_overlays_set_their_environment(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
+) -> None:
+    slug = baked.path.name
+    image = f"ghcr.io/{answers['github_owner'].lower()}/{slug}"
+    uri = answers["mlflow_tracking_uri"]
+    in_cluster = "http://mlflow.mlflow.svc.cluster.local:5000"
+    expected_uri = in_cluster if uri.startswith("sqlite") else uri
+    bounds = {"staging": (1, 2), "production": (3, 10)}
+    workers = {"staging": "1", "production": "2", "canary": "2"}
+    for overlay, docs in rendered.items():
+        namespace = f"{slug}-{'production' if overlay == 'canary' else overlay}"
+        for doc in docs:
+            assert doc["metadata"].get("namespace", doc["metadata"]["name"]) == namespace
+        (config,) = of_kind(docs, "ConfigMap")
+        assert config["data"]["MLFLOW_TRACKING_URI"] == expected_uri
+        assert config["data"]["MODEL_NAME"] == slug
+        assert config["data"]["WORKERS"] == workers[overlay]
+        for owner, template in pod_templates(docs):
+            container = template["spec"]["containers"][0]
+            train = owner["kind"] == "CronJob"
+            assert container["image"] == f"{image}{'-train' if train else ''}:0.1.0"
+            refs = [ref.get("configMapRef", ref.get("secretRef")) for ref in container["envFrom"]]
+            assert refs[0] == {"name": config["metadata"]["name"]}
+            secrets = [f"{slug}-mlflow"] + ([f"{slug}-dvc"] if train else [])
+            assert refs[1:] == [{"name": name, "optional": True} for name in secrets]
+        if overlay == "canary":
+            assert {doc["kind"] for doc in docs} == {"Deployment", "ConfigMap"}
+            continue
+        (namespace_doc,) = of_kind(docs, "Namespace")
+        assert namespace_doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
+            "restricted"
+        )
+        hpa = one(docs, "HorizontalPodAutoscaler", slug)["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == bounds[overlay]
+        (metric,) = hpa["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+
+
+def test_canary_is_production_but_for_image_and_track(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    slug = baked.path.name
+    production = copy.deepcopy(one(rendered["production"], "Deployment", slug))
+    canary = copy.deepcopy(one(rendered["canary"], "Deployment", f"{slug}-canary"))
+    assert canary["spec"].pop("replicas") == 1
+    for deployment, track in ((production, "stable"), (canary, "canary")):
+        template = deployment["spec"]["template"]
+        assert template["metadata"]["labels"].pop("track") == track
+        assert deployment["spec"]["selector"]["matchLabels"].pop("track") == track
+        for constraint in template["spec"]["topologySpreadConstraints"]:
+            constraint["labelSelector"]["matchLabels"].pop("track", None)
+        container = api_container(template)
+        container["envFrom"][0]["configMapRef"]["name"] = "config"
+        container.pop("image")
+        deployment.pop("metadata")
+    assert canary == production
+    production_config = dict(of_kind(rendered["production"], "ConfigMap")[0]["data"])
+    production_config.pop("DRIFT_CURRENT_URL", None)  # the drift check's, not the API's
+    assert of_kind(rendered["canary"], "ConfigMap")[0]["data"] == production_config
+
+
+def test_jobs_run_the_pipeline_and_the_drift_check(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
+) -> None:
+    slug = baked.path.name
+    for overlay in ("staging", "production"):
+        docs = rendered[overlay]
+        retrain = one(docs, "CronJob", f"{slug}-retrain")
+        script = retrain["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert script["args"][0].rstrip().endswith("dvc repro")
+        assert "dvc pull" in script["args"][0]
+        for cronjob in of_kind(docs, "CronJob"):
+            spec = cronjob["spec"]
+            assert spec["concurrencyPolicy"] == "Forbid"
+            assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+            assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+        if answers["monitoring"] == "prometheus":
+            drift = one(docs, "CronJob", f"{slug}-drift")["spec"]["jobTemplate"]["spec"]
+            script = drift["template"]["spec"]["containers"][0]["args"][0]
+            assert f"exec {slug} drift --current current.csv --alias champion" in script
+            (rule,) = drift["podFailurePolicy"]["rules"]
+            assert rule["action"] == "FailJob"
+            assert rule["onExitCodes"]["values"] == [1, 2], "drift and bad input: no retry"
+
+
+def test_names_fit_kubernetes_limits(rendered: dict[str, list[Doc]]) -> None:
+    for docs in rendered.values():
+        for doc in docs:
+            name, kind = doc["metadata"]["name"], doc["kind"]
+            assert len(name) <= 253, name
+            assert DNS_SUBDOMAIN.fullmatch(name), name
+            if kind in {"Service", "Namespace"}:
+                assert len(name) <= 63, name
+                assert (DNS_1035_LABEL if kind == "Service" else DNS_LABEL).fullmatch(name), name
+            if kind == "CronJob":
+                assert len(name) <= 52, f"{name}: its Jobs' names must stay within 63"
+            labelled = [doc, *(template for owner, template in pod_templates([doc]))]
+            for item in labelled:
+                for value in item["metadata"].get("labels", {}).values():
+                    assert len(value) <= 63, value
+                    assert LABEL_VALUE.fullmatch(value), value
