@@ -55,6 +55,7 @@ lint: install ## ruff and mypy on the hooks and tests
 bench: install ## Benchmarks of the rendered project (figures for the README)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/drift.py
 
 clean: ## Remove .venv and build/
 	rm -rf $(VENV) build

@@ -59,6 +59,17 @@ def install_project(cookies: Any, answers: dict[str, Any]) -> BakedProject:
     return project
 
 
+@pytest.fixture(scope="session")
+def exported_project(cookies_session: Any) -> BakedProject:
+    """The default project installed, its pipeline run and @champion exported to build/model.
+
+    Shared by the serving and monitoring end-to-end modules (one xdist group, one worker).
+    """
+    baked = install_project(cookies_session, {})
+    baked.check("make", "pipeline", "export-model", timeout=1200)
+    return baked
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Slowest first, so the test workers finish together rather than one waiting on the tail.
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -15,10 +16,12 @@ import yaml
 from baked import LEFTOVER_JINJA, TEMPLATE_DIR, TOOLS_BIN, BakedProject, template_defaults
 from combinations import SUPPORTED_COMBINATIONS
 from conftest import bake_project
+from dockerfile import chain, stages
 
 ALWAYS = [
     ".dvc/.gitignore",
     ".dvc/config",
+    ".dockerignore",
     ".dvcignore",
     ".env.example",
     ".gitignore",
@@ -26,6 +29,7 @@ ALWAYS = [
     ".python-version",
     "LICENSE",
     "Makefile",
+    "Dockerfile",
     "README.md",
     "dvc.yaml",
     "params.yaml",
@@ -73,14 +77,30 @@ ALWAYS = [
 OPTION_FILES = {
     ("ci", "github"): [".github/dependabot.yml", ".github/workflows/ci.yml"],
     ("deploy", "kubernetes"): [
-        "deploy/k8s/base/deployment.yaml",
+        "deploy/k8s/base/api/deployment.yaml",
+        "deploy/k8s/base/api/kustomization.yaml",
+        "deploy/k8s/base/hpa.yaml",
         "deploy/k8s/base/kustomization.yaml",
+        "deploy/k8s/base/networkpolicy.yaml",
+        "deploy/k8s/base/pdb.yaml",
+        "deploy/k8s/base/retrain-cronjob.yaml",
         "deploy/k8s/base/service.yaml",
+        "deploy/k8s/base/serviceaccount.yaml",
+        "deploy/k8s/check_manifests.py",
+        "deploy/k8s/overlays/canary/kustomization.yaml",
         "deploy/k8s/overlays/production/kustomization.yaml",
+        "deploy/k8s/overlays/production/namespace.yaml",
         "deploy/k8s/overlays/staging/kustomization.yaml",
+        "deploy/k8s/overlays/staging/namespace.yaml",
     ],
     ("monitoring", "prometheus"): [
+        "monitoring/alertmanager/alertmanager.yml",
+        "monitoring/grafana/dashboards/prediction-api.json",
+        "monitoring/grafana/provisioning/dashboards/dashboards.yml",
+        "monitoring/grafana/provisioning/datasources/prometheus.yml",
+        "monitoring/prometheus/alerts.yml",
         "monitoring/prometheus/prometheus.yml",
+        "monitoring/prometheus/tests/alerts_test.yml",
         "src/{module}/monitoring/__init__.py",
         "src/{module}/monitoring/check.py",
         "src/{module}/monitoring/drift.py",
@@ -93,6 +113,17 @@ OPTION_FILES = {
     ],
     ("docker_compose", "yes"): ["docker-compose.yml"],
 }
+# Files kept only when two options both keep them: the compose file of the monitoring services.
+COMBINED_FILES = {
+    (("monitoring", "prometheus"), ("docker_compose", "yes")): ["docker-compose.monitoring.yml"],
+    # the Prometheus Operator's objects and the drift check, a kustomize component
+    (("deploy", "kubernetes"), ("monitoring", "prometheus")): [
+        "deploy/k8s/components/monitoring/drift-cronjob.yaml",
+        "deploy/k8s/components/monitoring/kustomization.yaml",
+        "deploy/k8s/components/monitoring/prometheusrule.yaml",
+        "deploy/k8s/components/monitoring/servicemonitor.yaml",
+    ],
+}
 
 
 def expected_files(answers: dict[str, Any], module: str) -> list[str]:
@@ -100,6 +131,9 @@ def expected_files(answers: dict[str, Any], module: str) -> list[str]:
     for (option, value), option_files in OPTION_FILES.items():
         if answers[option] == value:
             files += [name.format(module=module) for name in option_files]
+    for conditions, combined_files in COMBINED_FILES.items():
+        if all(answers[option] == value for option, value in conditions):
+            files += combined_files
     return sorted(files)
 
 
@@ -262,10 +296,30 @@ def test_kustomize_overlays_render(baked: BakedProject) -> None:
         pytest.fail("kubectl is needed to render the kustomize overlays (see .ci/run)")
     for overlay in ("staging", "production"):
         rendered = baked.check("kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}").stdout
-        namespaces = {
-            doc["metadata"].get("namespace") for doc in yaml.safe_load_all(rendered) if doc
-        }
+        docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+        namespaces = {doc["metadata"].get("namespace", doc["metadata"]["name"]) for doc in docs}
         assert namespaces == {f"{baked.path.name}-{overlay}"}
+
+
+def test_dockerfile_is_lint_clean_and_agrees_with_the_server(
+    baked: BakedProject, answers: dict[str, Any]
+) -> None:
+    baked.check(str(TOOLS_BIN / "hadolint"), "Dockerfile")
+    all_stages = stages(baked.read("Dockerfile"))
+    serve, train = chain(all_stages, "serve"), chain(all_stages, "train")
+    assert list(all_stages)[-1] == "serve", "a plain `docker build` gives the API image"
+    assert all_stages["base"].parent == f"python:{answers['python_version']}-slim"
+    settings = baked.read(f"src/{baked.module}/serving/settings.py")
+    port = re.search(r"port: int = Field\((\d+)", settings)
+    assert port is not None
+    for stage_chain in (serve, train):
+        users = [i.arguments for s in stage_chain for i in s.instructions if i.keyword == "USER"]
+        assert users == ["10001:10001"], "numeric non-root user, so runAsNonRoot can check it"
+    instructions = {i.keyword: i.arguments for i in serve[-1].instructions}
+    assert instructions["EXPOSE"] == port.group(1)
+    assert f"PORT={port.group(1)}" in instructions["ENV"]
+    assert "/health/live" in instructions["HEALTHCHECK"]
+    assert json.loads(instructions["CMD"]) == [baked.path.name, "serve"]
 
 
 def test_prometheus_config_is_valid(baked: BakedProject) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from baked import TOOLS_BIN, BakedProject, free_port, template_defaults
-from conftest import find_python, install_project
+from conftest import find_python
 from dockerfile import replay
 
 # One rendered project for the module: its tests run on one test worker.
@@ -105,10 +105,8 @@ def predictions_per_worker(project: BakedProject, metrics_dir: Path) -> dict[str
 
 
 @pytest.fixture(scope="module")
-def project(cookies_session: Any) -> BakedProject:
-    baked = install_project(cookies_session, {})
-    baked.check("make", "pipeline", "export-model", timeout=1200)
-    return baked
+def project(exported_project: BakedProject) -> BakedProject:
+    return exported_project
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +288,27 @@ def test_the_dockerfile_recipe_serves(
         )
         assert health.returncode == 0, health.stderr
     assert list(metrics_dir.glob("*.db")), "the server wrote its metrics under the container's /tmp"
+
+
+def test_drift_check_on_the_pipeline_data(project: BakedProject, tmp_path: Path) -> None:
+    """`drift` against the registry's champion and the exported copy, on real pipeline data."""
+    cli = str(project.path / ".venv/bin" / project.path.name)
+    test_split = str(project.path / "data/processed/test.csv")
+    for where in ([], ["--model-dir", "build/model"]):
+        output = tmp_path / f"same{len(where)}"
+        result = project.run(cli, "drift", "--current", test_split, "--output", str(output), *where)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((output / "drift.json").read_text(encoding="utf-8"))
+        assert report["detected"] is False
+        assert report["prediction"] is not None
+        assert (output / "drift.md").is_file()
+    shifted = tmp_path / "shifted.csv"
+    script = (
+        "import pandas as pd, sys; frame = pd.read_csv(sys.argv[1]); "
+        "frame['mean_radius'] *= 1.5; frame.to_csv(sys.argv[2], index=False)"
+    )
+    project.check(".venv/bin/python", "-c", script, test_split, str(shifted))
+    output = tmp_path / "shifted"
+    result = project.run(cli, "drift", "--current", str(shifted), "--output", str(output))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "mean_radius" in json.loads((output / "drift.json").read_text())["drifted"]

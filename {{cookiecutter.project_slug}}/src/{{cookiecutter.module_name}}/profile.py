@@ -22,37 +22,51 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import FeatureSchema, as_category_strings
+from .schema import FeatureSchema
 
 BINS = 10
 QUANTILES = 101
 
 
+def sorted_quantiles(ordered: Any, probabilities: Any) -> Any:
+    """np.quantile's default (linear) on already sorted values, without another pass."""
+    positions = np.asarray(probabilities) * (ordered.size - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, ordered.size - 1)
+    return ordered[low] + (positions - low) * (ordered[high] - ordered[low])
+
+
 def numeric_entry(values: pd.Series, bins: int = BINS) -> dict[str, Any]:
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
-    present = numbers.dropna().to_numpy()
-    quantiles = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]) if present.size else []
-    edges = np.unique(quantiles)
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    ordered = np.sort(numbers.dropna().to_numpy())
+    present = ordered.size
+    edges: Any = (
+        np.unique(sorted_quantiles(ordered, np.linspace(0, 1, bins + 1)[1:-1])) if present else []
+    )
+    upper = np.searchsorted(ordered, edges, side="right")  # values up to each edge
+    counts = np.diff(np.concatenate([[0], upper, [present]]))
+    quantiles = sorted_quantiles(ordered, np.linspace(0, 1, QUANTILES)) if present else []
     return {
         "kind": "numeric",
         "edges": [float(edge) for edge in edges],
-        "frequencies": [float(count) / max(present.size, 1) for count in counts],
-        "quantiles": [float(value) for value in np.quantile(present, np.linspace(0, 1, QUANTILES))]
-        if present.size
-        else [],
+        "frequencies": [float(count) / max(present, 1) for count in counts],
+        "quantiles": [float(value) for value in quantiles],
         "missing": float(numbers.isna().mean()) if len(numbers) else 0.0,
     }
 
 
 def categorical_entry(values: pd.Series) -> dict[str, Any]:
-    text = as_category_strings(values)
-    shares = text.dropna().value_counts(normalize=True).sort_index()
+    shares: dict[str, float] = {}
+    present = int(values.count())
+    # counted first, then as text (as `as_category_strings` compares them): few distinct values
+    for value, count in values.value_counts(dropna=True).items():
+        key = str(value.item() if isinstance(value, np.generic) else value)
+        shares[key] = shares.get(key, 0.0) + float(count) / max(present, 1)
     return {
         "kind": "categorical",
-        "frequencies": {str(key): float(share) for key, share in shares.items()},
+        "frequencies": dict(sorted(shares.items())),
         "unseen": 0.0,
-        "missing": float(text.isna().mean()) if len(text) else 0.0,
+        "missing": float(values.isna().mean()) if len(values) else 0.0,
     }
 
 

@@ -76,8 +76,10 @@ def as_category_strings(series: pd.Series) -> pd.Series:
     """Categories are compared as text; missing stays missing (NaN)."""
     import pandas as pd
 
+    objects = series.astype(object)
+    text = objects.map(str).to_numpy(dtype=object)
     # object dtype explicitly: pandas 3 would infer its own string dtype otherwise
-    values = [np.nan if pd.isna(value) else str(value) for value in series.astype(object)]
+    values = np.where(objects.isna().to_numpy(), np.nan, text)
     return pd.Series(values, index=series.index, name=series.name, dtype=object)
 
 

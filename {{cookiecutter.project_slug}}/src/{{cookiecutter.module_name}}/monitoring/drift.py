@@ -19,6 +19,7 @@ The profile format is described in `profile.py`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
@@ -168,10 +169,14 @@ def categorical_drift(
     name: str, entry: Mapping[str, Any], values: Array, reference_rows: int
 ) -> ColumnDrift:
     items = np.asarray(values, dtype=object)
-    missing = np.array([value is None or value != value for value in items.tolist()], dtype=bool)
-    labels, counts = np.unique(items[~missing].astype(str), return_counts=True)
+    found: Counter[str] = Counter()
+    missing = 0
+    for value, count in Counter(items.tolist()).items():  # counting first: few distinct values
+        if value is None or value != value:  # None or NaN
+            missing += count
+        else:
+            found[str(value)] += count
     known: dict[str, float] = entry["frequencies"]
-    found = dict(zip(labels.tolist(), counts.tolist(), strict=True))
     total = max(items.size, 1)
     unseen = {label: count for label, count in found.items() if label not in known}
     reference_missing = float(entry["missing"])
@@ -180,10 +185,7 @@ def categorical_drift(
         + [float(entry.get("unseen", 0.0)), reference_missing]
     )
     current = (
-        np.array(
-            [found.get(label, 0) for label in known] + [sum(unseen.values()), int(missing.sum())]
-        )
-        / total
+        np.array([found.get(label, 0) for label in known] + [sum(unseen.values()), missing]) / total
     )
     examples = sorted(unseen, key=lambda label: -unseen[label])[:UNSEEN_EXAMPLES]
     return ColumnDrift(
