@@ -116,6 +116,26 @@ def test_samples_of_the_training_distribution_seldom_alert(
     assert sum(alerts) <= 0.05 * repetitions, f"{sum(alerts)} of {repetitions} checks alerted"
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.where(np.random.default_rng(9).random(5000) < 0.6, 0.0, 3.0),  # zero-inflated
+        np.random.default_rng(10).integers(0, 5, 5000).astype(float),  # few distinct values
+        np.random.default_rng(11).normal(0, 1, 5000),
+    ],
+    ids=["zero-inflated", "integers", "continuous"],
+)
+def test_profile_bins_match_how_values_are_binned(values: Any) -> None:
+    """Ties at an edge: the profile and a new sample must put them in the same bin."""
+    entry = numeric_entry(pd.Series(values))
+    bins = np.searchsorted(np.asarray(entry["edges"]), values, side="right")
+    expected = np.bincount(bins, minlength=len(entry["edges"]) + 1) / values.size
+    assert entry["frequencies"] == pytest.approx(expected.tolist())
+    same = np.random.default_rng(12).permutation(values)[:2000]
+    reference, current, _ = numeric_shares(entry, same)
+    assert psi(reference, current, values.size, same.size) < 0.01
+
+
 def test_ks_statistic_and_pvalue_agree_with_scipy() -> None:
     rng = np.random.default_rng(4)
     reference = rng.normal(0, 1, 20_000)

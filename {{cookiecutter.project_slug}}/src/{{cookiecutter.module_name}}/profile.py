@@ -43,8 +43,8 @@ def numeric_entry(values: pd.Series, bins: int = BINS) -> dict[str, Any]:
     edges: Any = (
         np.unique(sorted_quantiles(ordered, np.linspace(0, 1, bins + 1)[1:-1])) if present else []
     )
-    upper = np.searchsorted(ordered, edges, side="right")  # values up to each edge
-    counts = np.diff(np.concatenate([[0], upper, [present]]))
+    below = np.searchsorted(ordered, edges, side="left")  # bin i holds edges[i-1] <= x < edges[i]
+    counts = np.diff(np.concatenate([[0], below, [present]]))
     quantiles = sorted_quantiles(ordered, np.linspace(0, 1, QUANTILES)) if present else []
     return {
         "kind": "numeric",
