@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +37,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from project import TOOLS, default_project, run
 
-TEMPLATE = Path(__file__).resolve().parents[1]
-TOOLS = Path(sys.executable).parent
-SLUG = "my-ml-service"
 MODULE = "my_ml_service"
 EVIDENTLY = ["evidently>=0.7,<0.8", "pandas<3"]
 TARGET_RATIO = 20.0
@@ -199,13 +195,6 @@ print(json.dumps({
 """
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
 def frames(rows: int, shift: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, current): independent samples of the same columns, two of them shifted."""
     reference_rng, current_rng = (np.random.default_rng([seed, side]) for side in (0, 1))
@@ -259,15 +248,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as temporary:
         scratch = Path(temporary)
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}
-        env["PATH"] = f"{TOOLS}{os.pathsep}{env['PATH']}"
-        run(
-            [str(TOOLS / "cookiecutter"), "--no-input", "-o", str(scratch), str(TEMPLATE)],
-            TEMPLATE,
-            env,
-        )
-        project = scratch / SLUG
-        run(["make", "setup"], project, env)
+        project, env = default_project(scratch)
         ours_python = project / ".venv/bin/python"
 
         venv = scratch / "evidently-venv"

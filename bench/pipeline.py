@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1]
-TOOLS = Path(sys.executable).parent
+from project import default_project
+
 TARGET_SECONDS = 60.0
 
 
@@ -38,18 +38,7 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, in
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch)
-        env = {**os.environ, "PATH": f"{TOOLS}{os.pathsep}{os.environ['PATH']}"}
-        env["DVC_NO_ANALYTICS"] = "1"
-        subprocess.run(
-            [str(TOOLS / "cookiecutter"), "--no-input", "--output-dir", str(out), str(TEMPLATE)],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        project = out / "my-ml-service"
-        subprocess.run(["make", "setup"], cwd=project, check=True, capture_output=True, env=env)
-        env["PATH"] = f"{project / '.venv/bin'}{os.pathsep}{env['PATH']}"
+        project, env = default_project(Path(scratch))
         cold, cold_peak = timed(["dvc", "repro"], project, env)
         again, _ = timed(["dvc", "repro"], project, env)
     cores = os.cpu_count()

@@ -28,9 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1]
-TOOLS = Path(sys.executable).parent
-SLUG = "my-ml-service"
+from project import SLUG, TOOLS, default_project, run
+
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -38,13 +37,6 @@ local f = io.open(os.getenv("BODY_FILE"), "rb")
 wrk.body = f:read("*a")
 f:close()
 """
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
 
 
 def free_port() -> int:
@@ -132,16 +124,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temporary:
         scratch = Path(temporary)
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-        env["PATH"] = f"{TOOLS}{os.pathsep}{env['PATH']}"
-        run(
-            [str(TOOLS / "cookiecutter"), "--no-input", "-o", str(scratch), str(TEMPLATE)],
-            TEMPLATE,
-            env,
-        )
-        project = scratch / SLUG
-        run(["make", "setup", "pipeline", "export-model"], project, env)
-        env["PATH"] = f"{project / '.venv/bin'}{os.pathsep}{env['PATH']}"
+        project, env = default_project(scratch, "pipeline", "export-model")
         files = bodies(project, scratch)
 
         ours_port, mlflow_port = free_port(), free_port()
