@@ -42,6 +42,7 @@ def remove_monitoring(root: Path, module_name: str) -> None:
     remove(root, "monitoring", "docker-compose.monitoring.yml", f"src/{module_name}/monitoring")
     remove(root, "tests/test_drift.py", "tests/test_drift_serving.py")
     remove(root, "deploy/k8s/components")  # the kustomize component of the monitoring objects
+    remove(root, ".github/workflows/drift.yml")
 
 
 def remove_docker_compose(root: Path) -> None:

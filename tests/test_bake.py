@@ -75,7 +75,12 @@ ALWAYS = [
 ]
 # (option, value that keeps the files)
 OPTION_FILES = {
-    ("ci", "github"): [".github/dependabot.yml", ".github/workflows/ci.yml"],
+    ("ci", "github"): [
+        ".github/dependabot.yml",
+        ".github/workflows/ci.yml",
+        ".github/workflows/deploy.yml",
+        ".github/workflows/train.yml",
+    ],
     ("deploy", "kubernetes"): [
         "deploy/k8s/base/api/deployment.yaml",
         "deploy/k8s/base/api/kustomization.yaml",
@@ -116,6 +121,7 @@ OPTION_FILES = {
 # Files kept only when two options both keep them: the compose file of the monitoring services.
 COMBINED_FILES = {
     (("monitoring", "prometheus"), ("docker_compose", "yes")): ["docker-compose.monitoring.yml"],
+    (("monitoring", "prometheus"), ("ci", "github")): [".github/workflows/drift.yml"],
     # the Prometheus Operator's objects and the drift check, a kustomize component
     (("deploy", "kubernetes"), ("monitoring", "prometheus")): [
         "deploy/k8s/components/monitoring/drift-cronjob.yaml",

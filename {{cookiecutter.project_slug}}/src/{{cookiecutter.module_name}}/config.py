@@ -66,7 +66,8 @@ class Paths:
 class Settings(BaseSettings):
     """Read from the environment, then `.env`, then these defaults."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty variable (as CI sets for a missing secret) means "use the default".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     mlflow_tracking_uri: str = DEFAULT_TRACKING_URI
     model_name: str = "{{ cookiecutter.project_slug }}"

@@ -9,7 +9,9 @@ from .drift import Thresholds
 
 
 class DriftSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DRIFT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFT_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     psi_warn: float = Field(Thresholds.psi_warn, gt=0)
     psi_alert: float = Field(Thresholds.psi_alert, gt=0)

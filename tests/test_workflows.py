@@ -1,0 +1,605 @@
+"""The rendered GitHub Actions workflows: valid, least privilege, and runnable here.
+
+Static, for every supported combination with ci=github: each workflow validates against
+GitHub's schema (offline), is copied verbatim (no cookiecutter variable can reach it),
+and is hardened (read-only default token, per-job grants from an allow-list, no
+credentials left by checkout, no expression inside a script, no secret printed, pinned
+actions, concurrency groups, timeouts, the uv cache). Every `make <target>` a step runs
+is a target of the rendered Makefile, and every `<slug> <command>` those targets run is a
+command of the rendered CLI. The deploy targets run against a stand-in `kubectl` that
+renders what `kubectl apply -k` would apply.
+
+End to end (marker e2e): ci.yml's test job, step by step as written, in a rendered and
+installed project (the `uses:` steps are GitHub's and skipped); then train.yml's training
+job, drift.yml's check on the pipeline's own data and on drifted data, and `make
+k8s-smoke` through a stand-in port-forward to the exported model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import stat
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, free_port, template_defaults
+from combinations import SUPPORTED_COMBINATIONS
+from conftest import bake_project, install_project, setup_env
+
+WORKFLOWS = ("ci.yml", "train.yml", "deploy.yml", "drift.yml")
+
+
+def answers_of(param: Any) -> dict[str, Any]:
+    return {**template_defaults(), **cast(dict[str, Any], param.values[0])}
+
+
+GITHUB_COMBINATIONS = [
+    param for param in SUPPORTED_COMBINATIONS if answers_of(param)["ci"] == "github"
+]
+READ = {"contents": "read"}
+# Least privilege: every job's permissions (a job without its own gets the top level's).
+PERMISSIONS: dict[str, dict[str, dict[str, str]]] = {
+    "ci.yml": {"test": READ, "image": READ},
+    "train.yml": {"train": READ, "lock": {"contents": "write", "pull-requests": "write"}},
+    "deploy.yml": {
+        "image": {"contents": "read", "packages": "write"},
+        "staging": READ,
+        "production": READ,
+        "rollback": READ,
+    },
+    "drift.yml": {"check": READ, "alert": {"issues": "write", "actions": "write"}},
+}
+# The jobs that write to the repository run none of the project's code: no make, and
+# only these actions.
+NO_PROJECT_CODE = {("train.yml", "lock"), ("drift.yml", "alert")}
+WRITING_JOB_ACTIONS = {
+    "actions/checkout",
+    "actions/download-artifact",
+    "peter-evans/create-pull-request",
+}
+PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
+# The one kind of condition a step here is gated with: a path of the project exists.
+HASH_FILES = re.compile(r"hashFiles\('([^']+)'\) != ''")
+# Jobs gated on the Kubernetes manifests, through the image job's output.
+KUBERNETES_JOB = "needs.image.outputs.kubernetes == 'true'"
+QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+MAKE = re.compile(r"(?:^|[\s;&|(])make((?:\s+[^\s;&|<>()]+)*)")
+
+
+def load(project: BakedProject, name: str) -> dict[str, Any]:
+    workflow = yaml.safe_load(project.read(f".github/workflows/{name}"))
+    assert isinstance(workflow, dict)
+    if True in workflow:  # YAML 1.1 reads the key `on` as a boolean
+        workflow["on"] = workflow.pop(True)
+    return workflow
+
+
+def rendered_workflows(project: BakedProject) -> list[str]:
+    return sorted(path.name for path in (project.path / ".github/workflows").glob("*.yml"))
+
+
+def make_targets(script: str) -> list[str]:
+    """The targets of every `make` a script runs (not those named in strings or comments)."""
+    targets: list[str] = []
+    for line in script.splitlines():
+        code = QUOTED.sub("''", line.split(" #")[0])
+        if code.lstrip().startswith("#"):
+            continue
+        for match in MAKE.finditer(code):
+            for word in shlex.split(match.group(1)):
+                if not word.startswith("-") and "=" not in word:
+                    targets.append(word)
+    return targets
+
+
+def active(project: BakedProject, job: dict[str, Any], step: dict[str, Any]) -> bool:
+    """Whether the step runs for this project: gates on a path it lacks say no."""
+    if KUBERNETES_JOB in str(job.get("if", "")) and not project.has_file(
+        "deploy/k8s/base/kustomization.yaml"
+    ):
+        return False
+    gate = HASH_FILES.search(str(step.get("if", "")))
+    return gate is None or any(project.path.glob(gate.group(1)))
+
+
+def referenced_targets(project: BakedProject) -> dict[str, set[str]]:
+    """Every make target a step that runs for this project calls, with where it is called."""
+    found: dict[str, set[str]] = {}
+    for name in rendered_workflows(project):
+        for job_name, job in load(project, name)["jobs"].items():
+            for step in job["steps"]:
+                if "run" in step and active(project, job, step):
+                    for target in make_targets(step["run"]):
+                        found.setdefault(target, set()).add(f"{name}:{job_name}")
+    return found
+
+
+def makefile_targets(project: BakedProject) -> set[str]:
+    database = project.run("make", "-pRrq", "__no_such_target__").stdout
+    files = database.split("# Files", 1)[1]
+    return set(re.findall(r"^([a-zA-Z0-9][\w.-]*):(?!=)", files, flags=re.MULTILINE))
+
+
+def cli_commands(project: BakedProject) -> set[str]:
+    source = project.read(f"src/{project.module}/cli.py")
+    return set(re.findall(r'@command\(\s*"([a-z][a-z-]*)"', source))
+
+
+def cli_calls(project: BakedProject, dry_run: str) -> set[str]:
+    """`<slug> <command>` in make's dry-run output (not the slug inside paths and names)."""
+    slug = re.escape(project.path.name)
+    return set(re.findall(rf"(?:^|[\s;&|(]){slug}\s+([a-z][a-z-]*)", dry_run, re.MULTILINE))
+
+
+def stand_in_kubectl(directory: Path, project: BakedProject) -> dict[str, str]:
+    """A `kubectl` that logs its arguments, renders what `apply -k` would apply (with the
+    real kubectl's kustomize) and answers a port-forward with the exported model served on
+    the local port. Returns the environment that puts it first on PATH."""
+    real = shutil.which("kubectl")
+    if real is None:
+        pytest.fail("kubectl is needed to render the kustomize overlays (see .ci/run)")
+    script = directory / "kubectl"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        'printf "%s\\n" "$*" >> "$KUBECTL_LOG"\n'
+        'if [ "$1" = apply ] && [ "$2" = -k ]; then\n'
+        f'  exec {shlex.quote(real)} kustomize "$3" > "$KUBECTL_APPLIED"\n'
+        "fi\n"
+        'if [ "$3" = port-forward ]; then\n'
+        f'  exec env MODEL_DIR=build/model HOST=127.0.0.1 PORT="${{5%%:*}}" WORKERS=1 '
+        f".venv/bin/{project.path.name} serve\n"
+        "fi\n",
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return {
+        "PATH": f"{directory}{os.pathsep}{os.environ['PATH']}",
+        "KUBECTL_LOG": str(directory / "kubectl.log"),
+        "KUBECTL_APPLIED": str(directory / "applied.yaml"),
+    }
+
+
+@pytest.fixture(scope="module", params=GITHUB_COMBINATIONS)
+def baked(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, request.param)
+
+
+@pytest.fixture
+def answers(baked: BakedProject) -> dict[str, Any]:
+    return {**template_defaults(), **baked.answers}
+
+
+def test_the_combinations_with_github_ci_cover_every_optional_part() -> None:
+    covered = [answers_of(param) for param in GITHUB_COMBINATIONS]
+    for option, values in {
+        "deploy": {"kubernetes", "none"},
+        "monitoring": {"prometheus", "none"},
+        "docker_compose": {"yes", "no"},
+    }.items():
+        assert {answers[option] for answers in covered} == values, option
+
+
+def test_the_workflows_are_rendered(baked: BakedProject, answers: dict[str, Any]) -> None:
+    names = set(rendered_workflows(baked))
+    required = {"ci.yml", "train.yml", "deploy.yml"}
+    if answers["monitoring"] == "prometheus":
+        required.add("drift.yml")
+    assert required <= names <= set(WORKFLOWS)
+
+
+def test_workflows_are_copied_verbatim(baked: BakedProject) -> None:
+    # _copy_without_render: the GitHub expressions survive, no cookiecutter variable can.
+    template = TEMPLATE_DIR / "{{cookiecutter.project_slug}}/.github/workflows"
+    for name in rendered_workflows(baked):
+        assert baked.read(f".github/workflows/{name}") == (template / name).read_text("utf-8")
+        assert "cookiecutter" not in baked.read(f".github/workflows/{name}")
+
+
+def test_workflows_and_dependabot_validate(baked: BakedProject, answers: dict[str, Any]) -> None:
+    checker = str(TOOLS_BIN / "check-jsonschema")
+    workflows = [f".github/workflows/{name}" for name in rendered_workflows(baked)]
+    baked.check(checker, "--builtin-schema", "vendor.github-workflows", *workflows)
+    baked.check(checker, "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
+    ecosystems = {
+        update["package-ecosystem"] for update in baked.load(".github/dependabot.yml")[0]["updates"]
+    }
+    expected = {"uv", "github-actions", "docker"}
+    if answers["docker_compose"] == "yes":
+        expected.add("docker-compose")
+    assert ecosystems == expected
+
+
+def test_permissions_are_least_privilege(baked: BakedProject) -> None:
+    for name in rendered_workflows(baked):
+        workflow = load(baked, name)
+        assert workflow["permissions"] == READ, name
+        for job_name, job in workflow["jobs"].items():
+            effective = job.get("permissions", workflow["permissions"])
+            assert effective == PERMISSIONS[name][job_name], f"{name}:{job_name}"
+            if (name, job_name) in NO_PROJECT_CODE:
+                scripts = [step["run"] for step in job["steps"] if "run" in step]
+                assert [make_targets(script) for script in scripts if make_targets(script)] == []
+                used = {step["uses"].split("@")[0] for step in job["steps"] if "uses" in step}
+                assert used <= WRITING_JOB_ACTIONS, f"{name}:{job_name}"
+
+
+def test_scripts_take_no_expressions_and_print_no_secret(baked: BakedProject) -> None:
+    for name in rendered_workflows(baked):
+        for job_name, job in load(baked, name)["jobs"].items():
+            for step in job["steps"]:
+                if "run" not in step:
+                    continue
+                where = f"{name}:{job_name}:{step.get('name', step['run'][:40])}"
+                # inputs, event payloads, secrets: through env:, never inlined in a script
+                assert "${{" not in step["run"], where
+                secret_variables = [
+                    key
+                    for key, value in {**job.get("env", {}), **step.get("env", {})}.items()
+                    if "secrets." in str(value) or "github.token" in str(value)
+                ]
+                for line in step["run"].splitlines():
+                    printed = re.search(r"\b(echo|printf|cat)\b", line)
+                    if printed and not re.search(r"[|>]", line[printed.end() :]):
+                        for variable in secret_variables:
+                            assert not re.search(rf"\$\{{?{variable}\b", line), f"{where}: {line}"
+
+
+def test_expressions_name_what_exists(baked: BakedProject) -> None:
+    """What actionlint would catch first: steps, jobs and inputs named in expressions exist."""
+    for name in rendered_workflows(baked):
+        workflow = load(baked, name)
+        dispatch = (workflow["on"] or {}).get("workflow_dispatch") or {}
+        declared_inputs = set(dispatch.get("inputs", {}))
+        for job_name, job in workflow["jobs"].items():
+            text = yaml.safe_dump(job)
+            ids = {step["id"] for step in job["steps"] if "id" in step}
+            needs = job.get("needs", [])
+            needs = {needs} if isinstance(needs, str) else set(needs)
+            where = f"{name}:{job_name}"
+            assert set(re.findall(r"\bsteps\.([\w-]+)\.", text)) <= ids, where
+            assert set(re.findall(r"\bneeds\.([\w-]+)\.", text)) <= needs, where
+            assert set(re.findall(r"\binputs\.([\w-]+)", text)) <= declared_inputs, where
+            for need in needs:
+                outputs = set(workflow["jobs"][need].get("outputs", {}))
+                used = set(re.findall(rf"\bneeds\.{need}\.outputs\.([\w-]+)", text))
+                assert used <= outputs, f"{where}: needs.{need}.outputs"
+
+
+def test_checkout_keeps_no_credentials_and_actions_are_pinned(baked: BakedProject) -> None:
+    for name in rendered_workflows(baked):
+        for job_name, job in load(baked, name)["jobs"].items():
+            for step in job["steps"]:
+                uses = step.get("uses")
+                if uses is None:
+                    continue
+                assert PINNED.fullmatch(uses), f"{name}:{job_name}: {uses}"
+                if uses.startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, f"{name}:{job_name}"
+                if uses.startswith("astral-sh/setup-uv@"):
+                    assert step["with"]["enable-cache"] is True, f"{name}:{job_name}"
+
+
+def test_concurrency_and_timeouts(baked: BakedProject) -> None:
+    for name in rendered_workflows(baked):
+        workflow = load(baked, name)
+        assert workflow["concurrency"]["group"], name
+        for job_name, job in workflow["jobs"].items():
+            assert 0 < job["timeout-minutes"] <= 120, f"{name}:{job_name}"
+    # deployments and retraining queue; nothing cancels them half-way
+    for name in ("deploy.yml", "train.yml"):
+        assert load(baked, name)["concurrency"]["cancel-in-progress"] is False
+
+
+def test_ci_gates_the_optional_checks_on_their_files(baked: BakedProject) -> None:
+    steps = {
+        target: step
+        for step in load(baked, "ci.yml")["jobs"]["test"]["steps"]
+        if "run" in step
+        for target in make_targets(step["run"])
+    }
+    assert steps["k8s-validate"]["if"] == "hashFiles('deploy/k8s/**') != ''"
+    assert steps["monitoring-check"]["if"] == "hashFiles('monitoring/**') != ''"
+    # the pipeline smoke run never needs the project's tracking server
+    assert steps["pipeline"]["env"]["MLFLOW_TRACKING_URI"] == "sqlite:///mlflow.db"
+    ci = load(baked, "ci.yml")
+    assert ci["jobs"]["image"]["if"] == "github.event_name == 'pull_request'"
+    builds = [
+        step for step in ci["jobs"]["image"]["steps"] if "build-push-action" in step.get("uses", "")
+    ]
+    assert [step["with"]["push"] for step in builds] == [False, False]
+    assert all(step["with"]["cache-from"].startswith("type=gha") for step in builds)
+    # the deploy jobs' gate on the manifests is the image job's output of that name
+    deploy = load(baked, "deploy.yml")
+    names = next(step for step in deploy["jobs"]["image"]["steps"] if step.get("id") == "names")
+    assert "[ -d deploy/k8s ]" in names["run"]
+    assert (
+        deploy["jobs"]["image"]["outputs"]["kubernetes"] == "${{ steps.names.outputs.kubernetes }}"
+    )
+    for job in ("staging", "production"):
+        assert KUBERNETES_JOB in deploy["jobs"][job]["if"]
+
+
+def test_every_make_target_a_step_runs_exists(baked: BakedProject) -> None:
+    referenced = referenced_targets(baked)
+    assert {"setup", "lint", "test", "docker-lint", "pipeline", "summary"} <= set(referenced)
+    missing = {
+        target: where
+        for target, where in referenced.items()
+        if target not in makefile_targets(baked)
+    }
+    assert missing == {}
+
+
+def test_every_cli_command_those_targets_run_exists(baked: BakedProject) -> None:
+    targets = sorted(referenced_targets(baked))
+    dry_run = baked.check("make", "-n", *targets).stdout
+    called = cli_calls(baked, dry_run)
+    assert {"smoke", "serve"} <= called
+    assert called <= cli_commands(baked)
+
+
+def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_path: Path) -> None:
+    if not baked.has_file("deploy/k8s/base/kustomization.yaml"):
+        pytest.skip("deploy=none renders no manifests")
+    env = stand_in_kubectl(tmp_path, baked)
+    log, applied = Path(env["KUBECTL_LOG"]), Path(env["KUBECTL_APPLIED"])
+    image = "ghcr.io/acme-corp/some-repo"
+    services = [
+        doc
+        for overlay in ("staging", "production")
+        for doc in yaml.safe_load_all(
+            baked.check("kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}").stdout
+        )
+        if doc and doc["kind"] == "Service"
+    ]
+    for overlay in ("staging", "production", "canary"):
+        log.unlink(missing_ok=True)
+        baked.check(
+            "make", "k8s-release", f"ENV={overlay}", f"IMAGE={image}", "TAG=0123abc", env=env
+        )
+        docs = [doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc]
+        deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
+        assert len(deployments) == 1
+        deployment = deployments[0]["metadata"]
+        namespace, name = deployment["namespace"], deployment["name"]
+        assert {doc["metadata"].get("namespace", namespace) for doc in docs} == {namespace}
+        containers = deployments[0]["spec"]["template"]["spec"]["containers"]
+        assert containers[0]["name"] == "api"
+        assert containers[0]["image"] == f"{image}:0123abc"
+        for cronjob in (doc for doc in docs if doc["kind"] == "CronJob"):
+            job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            assert [c["image"] for c in job["containers"]] == [f"{image}-train:0123abc"]
+        assert log.read_text("utf-8").splitlines() == [
+            f"apply -k build/k8s/release-{overlay}",
+            f"-n {namespace} rollout status deployment/{name} --timeout=10m",
+        ]
+        log.unlink()
+        baked.check("make", "k8s-rollback", f"ENV={overlay}", env=env)
+        assert log.read_text("utf-8").splitlines() == [
+            f"-n {namespace} rollout undo deployment/{name}",
+            f"-n {namespace} rollout status deployment/{name} --timeout=10m",
+        ]
+        # the smoke test forwards to port 80 of the Service in front of that Deployment
+        smoke = baked.check("make", "-n", "k8s-smoke", f"ENV={overlay}").stdout
+        service = next(doc for doc in services if doc["metadata"]["namespace"] == namespace)
+        assert 80 in [port["port"] for port in service["spec"]["ports"]]
+        assert f"-n {namespace} port-forward service/{service['metadata']['name']} " in smoke
+    # ENV never reaches a shell unchecked
+    bad = baked.run("make", "k8s-release", "ENV=staging; touch pwned", env=env)
+    assert bad.returncode != 0
+    assert "use one of" in bad.stderr
+    assert not (baked.path / "pwned").exists()
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+GITHUB_RUNNER = {"CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/my-ml-service"}
+
+
+def run_job(
+    project: BakedProject,
+    workflow: str,
+    job_name: str,
+    runner: Path,
+    env: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    conditions: dict[str, bool] | None = None,
+) -> dict[str, str]:
+    """The job's `run:` steps, in order, as a runner runs them (bash -eo pipefail, the
+    GITHUB_* files); `uses:` steps are GitHub's and skipped. An expression in an `env:`
+    value stands for `values[key]`, else "" (an unset secret or variable); a step's `if:`
+    is evaluated when it tests for files (hashFiles), else looked up in `conditions`.
+    Returns the step outputs written to GITHUB_OUTPUT."""
+    runner.mkdir(parents=True, exist_ok=True)
+    job = load(project, workflow)["jobs"][job_name]
+    base = {
+        **GITHUB_RUNNER,
+        "GITHUB_EVENT_NAME": "workflow_dispatch",
+        "GITHUB_SHA": "0" * 40,
+        "GITHUB_STEP_SUMMARY": str(runner / "summary.md"),
+        "GITHUB_ENV": str(runner / "env"),
+        "RUNNER_TEMP": str(runner),
+        **(env or {}),
+    }
+    outputs: dict[str, str] = {}
+    for step in job["steps"]:
+        if "uses" in step:
+            continue
+        condition = step.get("if")
+        if condition is not None:
+            gate = HASH_FILES.fullmatch(str(condition))
+            if gate is None:
+                assert condition in (conditions or {}), f"{workflow}:{job_name}: `if: {condition}`?"
+                if not (conditions or {})[condition]:
+                    continue
+            elif not any(project.path.glob(gate.group(1))):
+                continue
+        step_env = {
+            key: (values or {}).get(key, "") if "${{" in str(value) else str(value)
+            for key, value in {**job.get("env", {}), **step.get("env", {})}.items()
+        }
+        output = runner / "output"
+        output.write_text("", encoding="utf-8")
+        result = project.run(
+            "bash",
+            "--noprofile",
+            "--norc",
+            "-eo",
+            "pipefail",
+            "-c",
+            step["run"],
+            env={**base, **step_env, "GITHUB_OUTPUT": str(output)},
+            timeout=1500,
+        )
+        assert result.returncode == 0, (
+            f"{workflow}:{job_name}: step {step.get('name', step['run'])!r} exited "
+            f"{result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n"
+            f"{result.stderr[-4000:]}"
+        )
+        for line in output.read_text("utf-8").splitlines():
+            key, _, value = line.partition("=")
+            outputs[key] = value
+        # what a step appends to GITHUB_ENV is in the environment of the steps after it
+        if Path(base["GITHUB_ENV"]).exists():
+            for line in Path(base["GITHUB_ENV"]).read_text("utf-8").splitlines():
+                key, _, value = line.partition("=")
+                base[key] = value
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def installed(cookies_session: Any) -> BakedProject:
+    return install_project(cookies_session, {})
+
+
+@pytest.fixture(scope="module")
+def ci_runner(installed: BakedProject, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ci.yml's test job, run here step by step; the runner's directory (job summary…)."""
+    runner = tmp_path_factory.mktemp("ci-runner")
+    env = {**setup_env(template_defaults()), "PORT": str(free_port())}
+    run_job(installed, "ci.yml", "test", runner, env=env)
+    return runner
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_ci_test_job_passes_here_step_by_step(installed: BakedProject, ci_runner: Path) -> None:
+    summary = (ci_runner / "summary.md").read_text("utf-8")
+    assert "## Test metrics" in summary
+    assert "# Model card" in summary
+    assert "Quality gate: passed." in summary
+    assert installed.has_file("build/model/registry.json")  # what the image job ships
+    assert installed.has_file("dvc.lock")
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_cli_commands_the_workflows_run_are_in_its_help(installed: BakedProject) -> None:
+    dry_run = installed.check("make", "-n", *sorted(referenced_targets(installed))).stdout
+    shown = installed.check(f".venv/bin/{installed.path.name}", "--help").stdout
+    listed = set(re.findall(r"^\s{4}([a-z][a-z-]*)\s", shown, re.MULTILINE))
+    assert cli_calls(installed, dry_run) <= listed
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_train_job_runs_here(installed: BakedProject, ci_runner: Path, tmp_path: Path) -> None:
+    # no secrets: tracking falls back to sqlite; the DVC remote is the local folder
+    run_job(installed, "train.yml", "train", tmp_path, env=setup_env(template_defaults()))
+    assert "# Retraining" in (tmp_path / "summary.md").read_text("utf-8")
+    assert "# Model card" in installed.read("build/summary.md")
+    remote = installed.path.parent / f"{installed.path.name}-dvc-storage"
+    assert any(path.is_file() for path in remote.rglob("*")), "ci-push pushed nothing"
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_drift_check_tells_drift_from_no_drift(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    env = setup_env(template_defaults())
+    clean = run_job(
+        installed,
+        "drift.yml",
+        "check",
+        tmp_path / "clean",
+        env=env,
+        values={"CURRENT": "data/processed/test.csv"},
+    )
+    assert clean == {"detected": "false"}
+    installed.check(
+        ".venv/bin/python",
+        "-c",
+        "import pandas as pd; frame = pd.read_csv('data/processed/test.csv');"
+        "features = [c for c in frame.columns if c != 'target'];"
+        "frame[features] = frame[features] * 3 + 1; frame.to_csv('build/drifted.csv', index=False)",
+    )
+    drifted = run_job(
+        installed,
+        "drift.yml",
+        "check",
+        tmp_path / "drifted",
+        env=env,
+        values={"CURRENT": "build/drifted.csv"},
+    )
+    assert drifted == {"detected": "true"}
+    assert "drift" in (tmp_path / "drifted/summary.md").read_text("utf-8").lower()
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_k8s_smoke_through_a_port_forward(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    env = {**stand_in_kubectl(tmp_path, installed), "K8S_SMOKE_PORT": str(free_port())}
+    result = installed.check("make", "k8s-smoke", "ENV=staging", env=env)
+    assert "predicted" in result.stdout
+    forwarded = (tmp_path / "kubectl.log").read_text("utf-8")
+    assert (
+        f"-n {installed.path.name}-staging port-forward service/{installed.path.name} " in forwarded
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_rollback_job_runs_here(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    # a second registered version of the same run, made champion: something to roll back
+    installed.check(f".venv/bin/{installed.path.name}", "register")
+    installed.check("make", "promote", "VERSION=2")
+    env = {
+        **setup_env(template_defaults()),
+        **stand_in_kubectl(tmp_path, installed),
+        "K8S_SMOKE_PORT": str(free_port()),
+    }
+    run_job(
+        installed,
+        "deploy.yml",
+        "rollback",
+        tmp_path / "runner",
+        env=env,
+        values={
+            "TARGET": "production",
+            "KUBE_CONFIG": "YXBpVmVyc2lvbjogdjEK",  # base64 of a stand-in kubeconfig
+            "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db",
+        },
+        conditions={"github.event_name == 'workflow_dispatch' && inputs.model": True},
+    )
+    slug = installed.path.name
+    assert (tmp_path / "kubectl.log").read_text("utf-8").splitlines()[:2] == [
+        f"-n {slug}-production rollout undo deployment/{slug}",
+        f"-n {slug}-production rollout status deployment/{slug} --timeout=10m",
+    ]
+    assert (tmp_path / "runner/kubeconfig").read_text("utf-8") == "apiVersion: v1\n"
+    champion = [
+        line
+        for line in installed.check("make", "models").stdout.splitlines()
+        if "@champion" in line
+    ]
+    assert [line.split()[0] for line in champion] == ["1"]
