@@ -34,19 +34,20 @@ def remove_github_ci(root: Path) -> None:
 
 
 def remove_kubernetes(root: Path) -> None:
-    remove(root, "deploy")
+    remove(root, "deploy", "make/kubernetes.mk")
 
 
 def remove_monitoring(root: Path, module_name: str) -> None:
     """Prometheus, Alertmanager and Grafana files, their compose services, drift detection."""
     remove(root, "monitoring", "docker-compose.monitoring.yml", f"src/{module_name}/monitoring")
+    remove(root, "make/monitoring.mk")
     remove(root, "tests/test_drift.py", "tests/test_drift_serving.py")
     remove(root, "deploy/k8s/components")  # the kustomize component of the monitoring objects
     remove(root, ".github/workflows/drift.yml")
 
 
 def remove_docker_compose(root: Path) -> None:
-    remove(root, "docker-compose.yml", "docker-compose.monitoring.yml")
+    remove(root, "docker-compose.yml", "docker-compose.monitoring.yml", "make/compose.mk")
 
 
 def select_license(root: Path, license_name: str) -> None:
@@ -65,6 +66,9 @@ def prune(root: Path, answers: Answers) -> None:
     if answers["docker_compose"] == "no":
         remove_docker_compose(root)
     select_license(root, answers["open_source_license"])
+    make_dir = root / "make"
+    if make_dir.is_dir() and not any(make_dir.iterdir()):  # no optional part, no make/*.mk
+        make_dir.rmdir()
 
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

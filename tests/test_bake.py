@@ -82,6 +82,7 @@ OPTION_FILES = {
         ".github/workflows/train.yml",
     ],
     ("deploy", "kubernetes"): [
+        "make/kubernetes.mk",
         "deploy/k8s/base/api/deployment.yaml",
         "deploy/k8s/base/api/kustomization.yaml",
         "deploy/k8s/base/hpa.yaml",
@@ -99,6 +100,7 @@ OPTION_FILES = {
         "deploy/k8s/overlays/staging/namespace.yaml",
     ],
     ("monitoring", "prometheus"): [
+        "make/monitoring.mk",
         "monitoring/alertmanager/alertmanager.yml",
         "monitoring/grafana/dashboards/prediction-api.json",
         "monitoring/grafana/provisioning/dashboards/dashboards.yml",
@@ -116,7 +118,7 @@ OPTION_FILES = {
         "tests/test_drift.py",
         "tests/test_drift_serving.py",
     ],
-    ("docker_compose", "yes"): ["docker-compose.yml"],
+    ("docker_compose", "yes"): ["docker-compose.yml", "make/compose.mk"],
 }
 # Files kept only when two options both keep them: the compose file of the monitoring services.
 COMBINED_FILES = {

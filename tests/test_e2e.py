@@ -38,10 +38,14 @@ def test_combination_installs_lints_and_passes_its_tests(
     assert resolved["settings"]["mlflow_tracking_uri"] == answers["mlflow_tracking_uri"]
 
     shown = project.check("make", "help").stdout
+    makefiles = ["Makefile", *sorted(p.name for p in (project.path / "make").glob("*.mk"))]
+    lines = [
+        line
+        for name in makefiles
+        for line in project.read(name if name == "Makefile" else f"make/{name}").splitlines()
+    ]
     targets = [
-        line.split(":")[0]
-        for line in project.read("Makefile").splitlines()
-        if line[:1].isalpha() and ":" in line and "## " in line
+        line.split(":")[0] for line in lines if line[:1].isalpha() and ":" in line and "## " in line
     ]
     assert targets
     assert [target for target in targets if target not in shown] == []

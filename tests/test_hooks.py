@@ -277,6 +277,9 @@ def rendered(tmp_path: Path) -> Path:
         "deploy/k8s/base/kustomization.yaml",
         "monitoring/prometheus/prometheus.yml",
         "docker-compose.yml",
+        "make/compose.mk",
+        "make/kubernetes.mk",
+        "make/monitoring.mk",
         "src/pkg/__init__.py",
         *(f"licenses/{name}" for name in ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")),
     ]:
@@ -296,6 +299,9 @@ def test_prune_keeps_everything_the_answers_enable(rendered: Path, answers: dict
         "LICENSE",
         "deploy/k8s/base/kustomization.yaml",
         "docker-compose.yml",
+        "make/compose.mk",
+        "make/kubernetes.mk",
+        "make/monitoring.mk",
         "monitoring/prometheus/prometheus.yml",
         "src/pkg/__init__.py",
     ]
@@ -306,6 +312,7 @@ def test_prune_removes_what_the_answers_disable(rendered: Path, answers: dict[st
     disabled = {"ci": "none", "deploy": "none", "monitoring": "none", "docker_compose": "no"}
     post.prune(rendered, {**answers, **disabled, "open_source_license": "Apache-2.0"})
     assert tree(rendered) == ["LICENSE", "src/pkg/__init__.py"]
+    assert not (rendered / "make").exists()
     assert (rendered / "LICENSE").read_text(encoding="utf-8") == "licenses/Apache-2.0"
 
 

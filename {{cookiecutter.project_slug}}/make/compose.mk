@@ -1,0 +1,14 @@
+# docker compose: included by the Makefile.
+
+# docker-compose.yml, plus docker-compose.monitoring.yml where monitoring is rendered.
+COMPOSE := docker compose -f docker-compose.yml $(if $(wildcard docker-compose.monitoring.yml),-f docker-compose.monitoring.yml)
+
+.PHONY: stack-up stack-down
+
+stack-up: ## Build the API image and start the docker compose stack (needs Docker)
+	@test -f build/model/registry.json || { echo "build/model has no exported model, which the API image ships: make pipeline export-model"; exit 1; }
+	$(COMPOSE) up -d --build
+	$(COMPOSE) ps
+
+stack-down: ## Stop the compose stack (volumes are kept: docker compose down -v drops them)
+	$(COMPOSE) down

@@ -1,0 +1,68 @@
+# deploy/k8s/: included by the Makefile.
+
+# deploy/k8s/: kubectl with its built-in kustomize. The check runs offline on the schemas
+# kubernetes-validate ships for K8S_VERSION (uv fetches the tool on first use).
+K8S_OVERLAYS := staging production canary
+K8S_VERSION ?= 1.32.0
+ENV ?= staging
+
+.PHONY: k8s-render k8s-validate k8s-deploy
+
+k8s-render: ## Render each overlay of deploy/k8s/ to build/k8s/<overlay>.yaml (kubectl kustomize)
+	@mkdir -p build/k8s
+	@for overlay in $(K8S_OVERLAYS); do \
+	  kubectl kustomize deploy/k8s/overlays/$$overlay > build/k8s/$$overlay.yaml || exit 1; \
+	  echo "rendered build/k8s/$$overlay.yaml"; \
+	done
+
+k8s-validate: k8s-render $(UV) ## Check the rendered manifests: strict Kubernetes schemas, CRD fields, selectors
+	$(UV) run --no-project --with kubernetes-validate==1.37.0 python deploy/k8s/check_manifests.py \
+	  --kubernetes-version $(K8S_VERSION) $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml)
+
+k8s-deploy: k8s-validate ## Apply an overlay to kubectl's current context: make k8s-deploy ENV=staging
+	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (staging, production, canary)"; exit 2; }
+	kubectl apply -k deploy/k8s/overlays/$(ENV)
+# The deploy workflow: ENV's overlay with the API image $(IMAGE):$(TAG) and the jobs'
+# $(IMAGE)-train:$(TAG), through build/k8s/release-<ENV>/kustomization.yaml, which
+# patches the images (nothing under deploy/ changes); kubectl's current context.
+K8S_ENV = $(if $(and $(filter 1,$(words $(ENV))),$(filter $(ENV),$(K8S_OVERLAYS))),$(ENV),$(error ENV=$(ENV): use one of $(K8S_OVERLAYS)))
+K8S_NAMESPACE = {{ cookiecutter.project_slug }}-$(if $(filter canary,$(K8S_ENV)),production,$(K8S_ENV))
+K8S_DEPLOYMENT = {{ cookiecutter.project_slug }}$(if $(filter canary,$(K8S_ENV)),-canary)
+K8S_RELEASE_DIR = build/k8s/release-$(K8S_ENV)
+K8S_ROLLOUT_TIMEOUT ?= 10m
+K8S_SMOKE_PORT ?= 18080
+
+.PHONY: k8s-release k8s-smoke k8s-rollback
+
+k8s-release: ## Apply overlay ENV with IMAGE:TAG (jobs: IMAGE-train:TAG), wait for the rollout
+	@mkdir -p $(K8S_RELEASE_DIR)
+	@printf '%s\n' \
+	  'apiVersion: kustomize.config.k8s.io/v1beta1' \
+	  'kind: Kustomization' \
+	  'resources:' \
+	  '  - ../../../deploy/k8s/overlays/$(K8S_ENV)' \
+	  'patches:' \
+	  '  - target:' \
+	  '      kind: Deployment' \
+	  '    patch: |-' \
+	  '      - op: replace' \
+	  '        path: /spec/template/spec/containers/0/image' \
+	  '        value: $(IMAGE):$(TAG)' \
+	  '  - target:' \
+	  '      kind: CronJob' \
+	  '    patch: |-' \
+	  '      - op: replace' \
+	  '        path: /spec/jobTemplate/spec/template/spec/containers/0/image' \
+	  '        value: $(IMAGE)-train:$(TAG)' \
+	  > $(K8S_RELEASE_DIR)/kustomization.yaml
+	kubectl apply -k $(K8S_RELEASE_DIR)
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
+
+k8s-smoke: setup ## Smoke-test ENV's Service through kubectl port-forward: ready, then one prediction
+	@kubectl -n $(K8S_NAMESPACE) port-forward service/{{ cookiecutter.project_slug }} $(K8S_SMOKE_PORT):80 >/dev/null & forward=$$!; \
+	  $(RUN) {{ cookiecutter.project_slug }} smoke --url http://127.0.0.1:$(K8S_SMOKE_PORT) --wait 30; status=$$?; \
+	  kill $$forward; exit $$status
+
+k8s-rollback: ## Roll ENV's API back to its previous image (kubectl rollout undo), wait for it
+	kubectl -n $(K8S_NAMESPACE) rollout undo deployment/$(K8S_DEPLOYMENT)
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
