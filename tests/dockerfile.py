@@ -112,7 +112,6 @@ class Replay:
     healthcheck: list[str] = field(default_factory=list)
     exposed: list[int] = field(default_factory=list)
     user: str = ""
-    created: list[str] = field(default_factory=list)  # container paths the stages made
 
     def path(self, container_path: str) -> Path:
         absolute = (
@@ -129,13 +128,22 @@ class Replay:
         lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
         return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
+    def matches(self, source: str) -> list[Path]:
+        """A COPY source: a path, or a glob that may match nothing (Docker needs one match)."""
+        if any(char in source for char in "*?["):
+            return sorted(self.context.glob(source))
+        if not (self.context / source).exists():
+            raise FileNotFoundError(f"COPY {source}: not in the build context")
+        return [self.context / source]
+
     def copy_from_context(self, sources: list[str], destination: str) -> None:
         patterns = self.patterns()
         target = self.path(destination)
-        for source in sources:
-            origin = self.context / source
-            if not origin.exists():
-                raise FileNotFoundError(f"COPY {source}: not in the build context")
+        matched = [path for source in sources for path in self.matches(source)]
+        if not matched:
+            raise FileNotFoundError(f"COPY {' '.join(sources)}: not in the build context")
+        for origin in matched:
+            source = origin.relative_to(self.context).as_posix()
             files = (
                 [origin]
                 if origin.is_file()
@@ -206,12 +214,6 @@ class Replay:
         )
         words = [word for word in words if not word.startswith("--")]
         *sources, destination = words
-        self.created += [
-            f"{destination.rstrip('/')}/{Path(source).name}"
-            if destination.endswith("/")
-            else destination
-            for source in sources
-        ]
         if from_stage is None:
             self.copy_from_context(sources, destination)
             return
@@ -257,21 +259,32 @@ def prune(root: Path, kept: list[Path]) -> None:
                 path.unlink()
 
 
+def copied_from_stages(all_stages: dict[str, Stage], target: str) -> list[str]:
+    """Container paths the target's chain copies out of other stages of this Dockerfile."""
+    paths = []
+    for stage in chain(all_stages, target):
+        for instruction in stage.instructions:
+            match = re.search(r"--from=(\S+)", instruction.arguments)
+            if instruction.keyword == "COPY" and match and match.group(1) in all_stages:
+                paths.append(instruction.arguments.split()[-1])
+    return paths
+
+
 def replay(context: Path, root: Path, target: str, env: dict[str, str]) -> Replay:
     """Build `target` of context/Dockerfile into `root`; returns how to start it.
 
     Stages it copies from run first in the same root (their files sit at the paths the
-    image uses, so a virtualenv stays valid); then whatever the target's own stages did
-    not copy or create is removed, as it is absent from the image.
+    image uses, so a virtualenv stays valid); of their files only what the target copies
+    is kept; then the target's own stages run.
     """
     all_stages = stages((context / "Dockerfile").read_text(encoding="utf-8"))
     builder = Replay(context, root, dict(env))
     for name in needed(all_stages, target):
         builder.run(all_stages[name])
+    prune(root, [builder.path(path) for path in copied_from_stages(all_stages, target)])
     recipe = Replay(context, root, dict(env), skipped=builder.skipped)
     for stage in chain(all_stages, target):
         recipe.run(stage)
-    prune(root, [recipe.path(path) for path in recipe.created])
     return recipe
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TOOLS_BIN, BakedProject, free_port, template_defaults
+from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, free_port, template_defaults
 from conftest import find_python
 from dockerfile import replay
 
@@ -312,3 +312,40 @@ def test_drift_check_on_the_pipeline_data(project: BakedProject, tmp_path: Path)
     result = project.run(cli, "drift", "--current", str(shifted), "--output", str(output))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "mean_radius" in json.loads((output / "drift.json").read_text())["drifted"]
+
+
+def test_the_dockerfile_train_recipe_runs_the_pipeline(tmp_path: Path) -> None:
+    """The train target, replayed into a fresh root: its CMD (`dvc repro`) trains and registers.
+
+    A project of its own: the build context must hold no pipeline outputs, as in CI.
+    """
+    context = tmp_path / "context"
+    context.mkdir()
+    rendered = subprocess.run(
+        [str(TOOLS_BIN / "cookiecutter"), "--no-input", "-o", str(context), str(TEMPLATE_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    python = find_python(template_defaults()["python_version"])
+    assert python is not None
+    env = {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
+    image = replay(context / "my-ml-service", tmp_path / "image", "train", env)
+    assert image.user == "10001:10001"
+    assert image.cmd == ["dvc", "repro"]
+    workdir = image.path(image.workdir)
+    assert sorted(path.name for path in workdir.iterdir()) == sorted(
+        [".dvc", ".dvcignore", ".venv", "dvc.yaml", "params.yaml", "src"]
+    )
+    run_env = {**image.env, "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path / "home")}
+    pipeline = subprocess.run(
+        image.cmd, cwd=workdir, env=run_env, capture_output=True, text=True, timeout=900
+    )
+    assert pipeline.returncode == 0, pipeline.stdout[-3000:] + pipeline.stderr[-3000:]
+    registration = json.loads((workdir / "reports/registration.json").read_text(encoding="utf-8"))
+    assert registration["champion"] == "1"
+    drift_help = subprocess.run(
+        ["my-ml-service", "drift", "--help"], cwd=workdir, env=run_env, capture_output=True
+    )
+    assert drift_help.returncode == 0, "the train image runs the drift check too"
