@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
 import shlex
 import shutil
@@ -286,7 +285,3 @@ def replay(context: Path, root: Path, target: str, env: dict[str, str]) -> Repla
     for stage in chain(all_stages, target):
         recipe.run(stage)
     return recipe
-
-
-def process_env(recipe: Replay, **overrides: str) -> dict[str, str]:
-    return {**os.environ, **recipe.env, **overrides}

@@ -30,7 +30,6 @@ class DriftMonitor:
         self.settings = settings or DriftSettings()
         self.model: LoadedModel | None = None
         self.window: RollingWindow | None = None
-        self.report: DriftReport | None = None
         registry = metrics.registry
         self.feature_psi = Gauge(
             "ml_feature_drift_psi",
@@ -87,16 +86,7 @@ class DriftMonitor:
             return None
         return model.profile, window.columns(), window.predicted()
 
-    def check(self) -> DriftReport | None:
-        snapshot = self.snapshot()
-        if snapshot is None:
-            return None
-        report = compare(*snapshot, self.settings.thresholds())
-        self.publish(report)
-        return report
-
     def publish(self, report: DriftReport) -> None:
-        self.report = report
         for column in report.features:
             self.feature_psi.labels(column.name).set(column.psi)
         if report.prediction is not None:
