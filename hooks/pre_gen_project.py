@@ -26,7 +26,7 @@ SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 CHOICES = {
     "python_version": SUPPORTED_PYTHON,
     "task": ("classification", "regression"),
-    "model": ("hist_gradient_boosting", "random_forest", "linear"),
+    "model": ("hist_gradient_boosting", "random_forest", "linear", "xgboost", "lightgbm"),
     "dvc_remote": ("local", "s3", "gcs", "azure", "none"),
     "ci": ("github", "none"),
     "deploy": ("kubernetes", "none"),
@@ -42,6 +42,7 @@ RESERVED_MODULES = frozenset(
         *("mlflow", "dvc", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings"),
         *("sklearn", "scipy", "numpy", "pandas", "yaml", "prometheus_client", "httpx"),
         *("pytest", "matplotlib", "joblib", "skops", "mypy", "ruff", "setuptools", "pip"),
+        *("xgboost", "lightgbm"),
         *("typing_extensions", "test", "tests", "src"),
     }
 )

@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.module_name }}.config import load_params
-from {{ cookiecutter.module_name }}.inference import (
-    FILENAME,
-    compile_pipeline,
+from {{ cookiecutter.module_name }}.artifact import (
+    EXTRA,
+    REGISTRY,
+    write_extra_files,
 )
+from {{ cookiecutter.module_name }}.compiler import plan
+from {{ cookiecutter.module_name }}.config import load_params
 from {{ cookiecutter.module_name }}.profile import build_profile
 from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
@@ -59,16 +61,15 @@ def model_dir_of(path: Path, frame: pd.DataFrame, project_root: Path, version: s
     params.train.model = "random_forest"
     params.train.random_forest.n_estimators = 20
     schema = infer_schema(frame, "label", "classification")
-    pipeline = build_pipeline(schema, params).fit(to_model_frame(frame, schema), frame["label"])
-    extra = path / "extra_files"
-    extra.mkdir(parents=True, exist_ok=True)
-    schema.save(extra / "schema.json")
-    compile_pipeline(pipeline).save(extra / FILENAME)
-    model_frame = to_model_frame(frame, schema)
-    profile = build_profile(model_frame, pipeline.predict(model_frame), schema)
-    (extra / "profile.json").write_text(json.dumps(profile), encoding="utf-8")
+    features = to_model_frame(frame, schema)
+    pipeline = build_pipeline(schema, params).fit(features, frame["label"])
+    serving = plan(pipeline, features, schema)
+    assert serving.runtime.predictor == "compiled", serving.runtime.reason
+    profile = build_profile(features, pipeline.predict(features), schema)
+    (path / EXTRA).mkdir(parents=True, exist_ok=True)
+    write_extra_files(path / EXTRA, schema, profile, serving.runtime, serving.compiled)
     metadata = {"name": "test-model", "version": version, "alias": "champion", "run_id": "r1"}
-    (path / "registry.json").write_text(json.dumps(metadata), encoding="utf-8")
+    (path / REGISTRY).write_text(json.dumps(metadata), encoding="utf-8")
     return pipeline
 
 

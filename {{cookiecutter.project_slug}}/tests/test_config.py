@@ -22,7 +22,7 @@ def test_project_params_load(project_root: Path) -> None:
 
 def test_invalid_value_names_the_key(tmp_path: Path, project_root: Path) -> None:
     text = (project_root / "params.yaml").read_text(encoding="utf-8")
-    text = text.replace("model: {{ cookiecutter.model }}", "model: xgboost")
+    text = text.replace("model: {{ cookiecutter.model }}", "model: catboost")
     bad = tmp_path / "params.yaml"
     bad.write_text(text, encoding="utf-8")
 

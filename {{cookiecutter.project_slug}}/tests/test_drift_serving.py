@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.module_name }}.api import create_app
+from {{ cookiecutter.module_name }}.artifact import SCHEMA
 from {{ cookiecutter.module_name }}.cli import main
 from {{ cookiecutter.module_name }}.inference import Inputs
 from {{ cookiecutter.module_name }}.monitoring.window import (
@@ -21,7 +23,6 @@ from {{ cookiecutter.module_name }}.monitoring.window import (
     RollingWindow,
 )
 from {{ cookiecutter.module_name }}.schema import FeatureSchema
-from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
@@ -45,7 +46,7 @@ def shifted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_window_keeps_the_latest_rows_in_fixed_arrays(model_dir: Path) -> None:
-    schema = FeatureSchema.load(model_dir / "extra_files" / "schema.json")
+    schema = FeatureSchema.load(model_dir / SCHEMA)
     window = RollingWindow(schema, size=5)
     arrays = (window.numeric, window.categorical, window.predictions)
     for start in range(0, 12, 3):  # 12 rows in batches of 3, then one larger than the window

@@ -11,6 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from {{ cookiecutter.module_name }}.artifact import (
+    PROFILE,
+    SCHEMA,
+    Runtime,
+)
 from {{ cookiecutter.module_name }}.config import (
     Params,
     Paths,
@@ -97,8 +102,11 @@ def test_training_run_is_fully_logged(first: dict[str, object], settings: Settin
     assert run.data.tags["quality_gate"] == "passed"
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"schema.json", "profile.json", "model_card.md", "plots"} <= artifacts
-    # the model directory carries its schema and profile
-    assert (Paths.model / "extra_files" / "schema.json").is_file()
+    # the model directory carries its schema, profile and how it is served
+    assert (Paths.model / SCHEMA).is_file()
+    assert (Paths.model / PROFILE).is_file()
+    assert Runtime.load(Paths.model).predictor == "compiled"
+    assert run.data.tags["serving.predictor"] == "compiled"
     assert json.loads(Paths.metrics.read_text(encoding="utf-8"))["roc_auc"] > 0.8
 
 

@@ -14,6 +14,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.module_name }}.api import create_app
+from {{ cookiecutter.module_name }}.artifact import (
+    EXTRA,
+    REGISTRY,
+)
 from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
     to_model_frame,
@@ -21,7 +26,6 @@ from {{ cookiecutter.module_name }}.schema import (
 from {{ cookiecutter.module_name }}.serving import (
     app as app_module,
 )
-from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
@@ -315,8 +319,8 @@ def test_reload_swaps_in_a_new_exported_model(
         staged = tmp_path.parent / "staged"
         write_model_dir(staged, make_frame(rows=200, seed=5), root, "2")
         # the model first, then the metadata that announces it
-        shutil.copytree(staged / "extra_files", tmp_path / "extra_files", dirs_exist_ok=True)
-        shutil.copy(staged / "registry.json", tmp_path / "registry.json")
+        shutil.copytree(staged / EXTRA, tmp_path / EXTRA, dirs_exist_ok=True)
+        shutil.copy(staged / REGISTRY, tmp_path / REGISTRY)
         deadline = time.monotonic() + 10
         while reloading.get("/model").json()["version"] != "2":
             assert reloading.post("/predict", json=RECORD).status_code == 200

@@ -1,4 +1,4 @@
-"""The server on models from an MLflow registry: aliases, canary, reload, scikit-learn fallback."""
+"""The server on models from an MLflow registry: aliases, canary, reload, pipeline runtime."""
 
 from __future__ import annotations
 
@@ -16,16 +16,18 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from {{ cookiecutter.module_name }}.config import load_params
-from {{ cookiecutter.module_name }}.inference import (
-    FILENAME,
-    compile_pipeline,
+from {{ cookiecutter.module_name }}.api import create_app
+from {{ cookiecutter.module_name }}.artifact import (
+    Runtime,
+    write_extra_files,
 )
+from {{ cookiecutter.module_name }}.compiler import plan
+from {{ cookiecutter.module_name }}.config import load_params
+from {{ cookiecutter.module_name }}.profile import build_profile
 from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
     to_model_frame,
 )
-from {{ cookiecutter.module_name }}.serving.app import create_app
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
@@ -43,12 +45,13 @@ def log_version(frame: pd.DataFrame, trees: int, scratch: Path, compiled: bool =
     schema = infer_schema(frame, "label", "classification")
     features = to_model_frame(frame, schema)
     pipeline = build_pipeline(schema, params).fit(features, frame["label"])
+    serving = plan(pipeline, features, schema)
+    runtime, arrays = serving.runtime, serving.compiled
+    if not compiled:  # as train records a pipeline the compiler cannot reproduce
+        runtime, arrays = Runtime("pipeline", reason="not compiled", extras=["pipeline"]), None
     scratch.mkdir(parents=True, exist_ok=True)
-    schema.save(scratch / "schema.json")
-    extra = [str(scratch / "schema.json")]
-    if compiled:
-        compile_pipeline(pipeline).save(scratch / FILENAME)
-        extra.append(str(scratch / FILENAME))
+    profile = build_profile(features, pipeline.predict(features), schema)
+    extra = write_extra_files(scratch, schema, profile, runtime, arrays)
     import skops.io
 
     with mlflow.start_run():
@@ -133,7 +136,7 @@ def test_reloads_when_the_alias_moves(registry: str) -> None:
         client.set_registered_model_alias(NAME, "champion", "1")
 
 
-def test_a_model_without_the_numpy_copy_is_served_by_scikit_learn(
+def test_a_model_whose_runtime_is_its_pipeline_is_served_by_it(
     registry: str, tmp_path: Path, make_frame: Callable[..., pd.DataFrame]
 ) -> None:
     frame = make_frame(rows=200)
@@ -144,5 +147,6 @@ def test_a_model_without_the_numpy_copy_is_served_by_scikit_learn(
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/health/ready").status_code == 200)
         answer = client.post("/predict", json=records).json()
+    assert answer["classes"] == ["no", "yes"]
     assert len(answer["probabilities"]) == 20
     assert np.all(np.isclose(np.sum(answer["probabilities"], axis=1), 1.0))

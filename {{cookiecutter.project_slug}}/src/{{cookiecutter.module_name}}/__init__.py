@@ -2,7 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+DISTRIBUTION = "{{ cookiecutter.project_slug }}"
 try:
-    __version__ = version("{{ cookiecutter.project_slug }}")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"

@@ -138,15 +138,34 @@ def export_model(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
     from pathlib import Path
 
-    from .serving.loading import download
+    from .artifact import REGISTRY, ArtifactError, Runtime, download
 
     output = Path(args.output)
-    shutil.rmtree(output, ignore_errors=True)
     with tempfile.TemporaryDirectory() as scratch:
-        shutil.copytree(download(settings, args.alias, Path(scratch)), output)
-    metadata = json.loads((output / "registry.json").read_text(encoding="utf-8"))
+        downloaded = download(settings, args.alias, Path(scratch))
+        runtime = Runtime.load(downloaded)
+        if runtime.predictor == "none":
+            raise ArtifactError(f"{settings.model_name}@{args.alias}: {runtime.reason}")
+        shutil.rmtree(output, ignore_errors=True)
+        shutil.copytree(downloaded, output)
+    metadata = json.loads((output / REGISTRY).read_text(encoding="utf-8"))
     print(f"exported {settings.model_name} v{metadata['version']} (@{args.alias}) to {output}")
+    print(f"served as {runtime.describe()}")
     return 0
+
+
+@command("runtime", "how an exported model is served; --check: the installed packages fit it")
+def runtime(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .artifact import Runtime
+
+    record = Runtime.load(Path(args.model_dir))
+    print(f"{args.model_dir}: served as {record.describe()}")
+    problems = record.problems() if args.check else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 {% if cookiecutter.monitoring == "prometheus" -%}
@@ -216,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export-model":
             subparser.add_argument("--alias", default="champion", help="default: champion")
             subparser.add_argument("--output", default="build/model", help="default: build/model")
+        if name == "runtime":
+            subparser.add_argument(
+                "--model-dir", default="build/model", help="default: build/model"
+            )
+            subparser.add_argument(
+                "--check", action="store_true", help="exit 1 unless what serves it is installed"
+            )
     return parser
 
 

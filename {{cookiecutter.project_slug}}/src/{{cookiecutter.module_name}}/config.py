@@ -7,7 +7,7 @@ pipeline does and are tracked by DVC. The paths here are the ones dvc.yaml names
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,7 +25,9 @@ from .errors import ParamsError
 __all__ = ["Params", "ParamsError", "Paths", "Settings", "load_params"]
 
 Task = Literal["classification", "regression"]
-ModelKind = Literal["hist_gradient_boosting", "random_forest", "linear"]
+ModelKind = Literal[
+    "hist_gradient_boosting", "random_forest", "linear", "xgboost", "lightgbm", "custom"
+]
 
 # Whether a larger value of each metric is better; evaluate and register share it.
 METRIC_DIRECTIONS: dict[str, bool] = {
@@ -106,11 +108,41 @@ class LinearParams(_Strict):
     regularization: float = Field(1.0, gt=0)
 
 
+class XGBoostParams(_Strict):
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int = Field(6, ge=0)
+    learning_rate: float = Field(0.1, gt=0)
+    subsample: float = Field(1.0, gt=0, le=1)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    min_child_weight: float = Field(1.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+
+
+class LightGBMParams(_Strict):
+    n_estimators: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(-1, ge=-1)  # -1: no limit
+    min_child_samples: int = Field(20, ge=1)
+    subsample: float = Field(1.0, gt=0, le=1)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    reg_lambda: float = Field(0.0, ge=0)
+
+
 class TrainParams(_Strict):
     model: ModelKind
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
     random_forest: RandomForestParams = RandomForestParams()
     linear: LinearParams = LinearParams()
+    xgboost: XGBoostParams = XGBoostParams()
+    lightgbm: LightGBMParams = LightGBMParams()
+    # Keyword arguments of custom.build_estimator, for `model: custom` (yours to define).
+    custom: dict[str, Any] = {}
+
+    def chosen(self) -> dict[str, Any]:
+        """The hyper-parameters of the chosen model, as params.yaml gives them."""
+        values = getattr(self, self.model)
+        return dict(values) if isinstance(values, dict) else values.model_dump()
 
 
 class EvaluateParams(_Strict):

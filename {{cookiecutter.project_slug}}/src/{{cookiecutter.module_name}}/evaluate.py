@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from .artifact import load_pipeline
 from .config import METRIC_DIRECTIONS, Params, Paths, Settings
 from .data import read_split
 from .errors import GateError
 from .metrics import gate_failures, score
-from .model_io import load_model_dir
 from .schema import FeatureSchema, to_model_frame
 
 
@@ -54,7 +54,7 @@ def model_card(
     rows: dict[str, int],
 ) -> str:
     chosen = params.train.model
-    hyperparameters = getattr(params.train, chosen).model_dump()
+    hyperparameters = params.train.chosen()
     target = schema.target
     if target.classes is not None:
         target_text = f"classes {', '.join(map(str, target.classes))}"
@@ -126,7 +126,7 @@ def evaluate(params: Params, settings: Settings) -> dict[str, float]:
     schema = FeatureSchema.load(Paths.schema)
     raw, labels = read_split(Paths.test, schema)
     features = to_model_frame(raw, schema)
-    model = load_model_dir(Paths.model)
+    model = load_pipeline(Paths.model)
     scores = score(model, features, labels, params.task)
     Paths.metrics.parent.mkdir(parents=True, exist_ok=True)
     Paths.metrics.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")

@@ -1,12 +1,17 @@
-"""The trained pipeline as plain numpy arrays, for serving without scikit-learn.
+"""The trained pipeline as plain numpy arrays, for serving without its libraries.
 
-`compile_pipeline` (run at training, where scikit-learn is installed) reads the fitted
-imputers, scaler, one-hot encoder and model and writes their numbers to one `.npz` file.
-`CompiledModel` (run by the server) predicts from those arrays with numpy only: it starts
-in a fraction of the time scikit-learn takes to import, needs a fraction of the install,
-and answers one row in microseconds. Its predictions match the pipeline's (tests check
-every supported model). A pipeline it does not know raises CompileError at training and
-is served through scikit-learn instead.
+`compiler.py` (run at training, where scikit-learn, xgboost and lightgbm are installed)
+writes the fitted imputers, scaler, one-hot encoder and model as arrays in one `.npz`
+file, and keeps them only if they reproduce the pipeline. `CompiledModel` (run by the
+server) predicts from those arrays with numpy only: it starts in a fraction of the time
+scikit-learn takes to import, needs a fraction of the install, and answers one row in
+microseconds.
+
+Models: "linear" (features @ coef + intercept) or trees, either averaged (a forest) or
+summed onto a baseline (boosting). Trees are walked level by level, all at once.
+`float32_features`: the library compares features rounded to float32 (scikit-learn's
+forests, XGBoost). `float32_sums`: it adds the leaves in float32, tree after tree
+(XGBoost); so do we, in the same order, and the sums match to the bit.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FORMAT_VERSION = 1
-FILENAME = "inference.npz"
+FORMAT_VERSION = 2
 # Rows walked through the trees at once: small enough for the node arrays to stay in cache.
 BLOCK_ROWS = 1024
 
@@ -29,8 +33,8 @@ BLOCK_ROWS = 1024
 Array = npt.NDArray[Any]
 
 
-class CompileError(ValueError):
-    """The pipeline has a step this module cannot reproduce with numpy."""
+class CompiledModelError(ValueError):
+    """A compiled model file this code cannot read."""
 
 
 @dataclass
@@ -81,8 +85,8 @@ class CompiledModel:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
             if meta.get("format") != FORMAT_VERSION:
-                raise CompileError(
-                    f"{path}: format {meta.get('format')}, expected {FORMAT_VERSION}"
+                raise CompiledModelError(
+                    f"{path}: format {meta.get('format')}, expected {FORMAT_VERSION}: retrain"
                 )
             arrays = {name: stored[name] for name in stored.files if name != "meta"}
         return cls(meta, arrays)
@@ -110,19 +114,19 @@ class CompiledModel:
         """The model's output before its link function: (rows x outputs)."""
         if self.meta["model"] == "linear":
             return np.asarray(features @ self.arrays["coef"].T + self.arrays["intercept"])
-        if self.meta["float32_thresholds"]:  # scikit-learn's trees compare in float32
+        if self.meta["float32_features"]:
             features = features.astype(np.float32).astype(np.float64)
         blocks = [
             self._leaf_sums(features[start : start + BLOCK_ROWS])
             for start in range(0, features.shape[0], BLOCK_ROWS)
         ]
         total = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
-        if self.meta["model"] == "random_forest":
+        if self.meta["trees"] == "average":
             return np.asarray(total / self.arrays["roots"].size)
-        return np.asarray(total + self.arrays["baseline"])
+        return total
 
-    def _leaf_sums(self, features: Array) -> Array:
-        """Walk every tree at once, one level per step, and add up the leaves reached."""
+    def leaves(self, features: Array) -> Array:
+        """Walk every tree at once, one level per step: the leaf each row reaches per tree."""
         arrays = self.arrays
         rows, width = features.shape
         flat = features.ravel()
@@ -136,7 +140,21 @@ class CompiledModel:
             if missing:
                 right = np.where(np.isnan(values), ~arrays["missing_left"][walking], right)
             node[:, :active] = arrays["children"][2 * walking + right]  # left, right per node
-        return np.asarray(arrays["value"][node].sum(axis=1))
+        return node
+
+    def _leaf_sums(self, features: Array) -> Array:
+        """The trees' leaf values added up per row (rows x outputs), the baseline included."""
+        leaves = self.arrays["value"][self.leaves(features)]  # rows x trees x outputs
+        if self.meta["trees"] == "average":
+            return np.asarray(leaves.sum(axis=1))
+        baseline = self.arrays["baseline"]
+        if not self.meta["float32_sums"]:
+            return np.asarray(leaves.sum(axis=1) + baseline)
+        # cumsum adds one tree after the other, in the booster's order: XGBoost's float32 sum
+        ordered = leaves[:, self.arrays["order"]].astype(np.float32)
+        start = np.broadcast_to(baseline.astype(np.float32), (leaves.shape[0], 1, baseline.size))
+        running = np.cumsum(np.concatenate([start, ordered], axis=1), axis=1, dtype=np.float32)
+        return np.asarray(running[:, -1], dtype=np.float64)
 
     def predict(self, inputs: Inputs) -> tuple[Array, Array | None]:
         """(predictions, class probabilities or None) for a batch."""
@@ -145,158 +163,17 @@ class CompiledModel:
         if link == "identity":
             return raw[:, 0], None
         if link == "logit":
-            positive = np.exp(-np.logaddexp(0.0, -raw[:, 0]))  # 1 / (1 + e^-x), no overflow
-            probabilities = np.column_stack([1.0 - positive, positive])
+            margin = raw[:, 0] * self.meta.get("link_scale", 1.0)
+            if self.meta["float32_sums"]:  # as XGBoost computes it
+                positive = np.float32(1) / (np.float32(1) + np.exp(-margin.astype(np.float32)))
+            else:
+                positive = np.exp(-np.logaddexp(0.0, -margin))  # 1 / (1 + e^-x), no overflow
+            probabilities = np.column_stack([1.0 - positive, positive]).astype(np.float64)
         elif link == "softmax":
-            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+            values = raw.astype(np.float32) if self.meta["float32_sums"] else raw
+            shifted = np.exp(values - values.max(axis=1, keepdims=True))
+            probabilities = np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=float)
         else:  # "proba": the forest's averaged class shares
             probabilities = raw
         classes = np.asarray(self.meta["classes"])
         return classes[np.argmax(probabilities, axis=1)], probabilities
-
-
-def _step(pipeline: Any, name: str, kind: str) -> Any:
-    step = dict(pipeline.steps).get(name) if hasattr(pipeline, "steps") else None
-    if step is None or type(step).__name__ != kind:
-        raise CompileError(f"expected a {kind} as step {name!r}, found {step!r}")
-    return step
-
-
-def _preprocessing(transformer: Any) -> tuple[dict[str, Any], dict[str, Array]]:
-    if type(transformer).__name__ != "ColumnTransformer":
-        raise CompileError(f"expected a ColumnTransformer, found {type(transformer).__name__}")
-    meta: dict[str, Any] = {"numeric": [], "categorical": [], "categories": []}
-    meta["missing_codes"] = []
-    arrays: dict[str, Array] = {}
-    for name, steps, columns in transformer.transformers_:
-        if name == "remainder" and steps == "drop":
-            continue
-        if name == "numeric":
-            imputer = _step(steps, "simpleimputer", "SimpleImputer")
-            scaler = _step(steps, "standardscaler", "StandardScaler")
-            if imputer.strategy != "median" or np.isnan(imputer.statistics_).any():
-                raise CompileError("numeric imputer must be a median imputer of every column")
-            meta["numeric"] = list(columns)
-            arrays["median"] = np.asarray(imputer.statistics_, dtype=float)
-            arrays["mean"] = np.asarray(scaler.mean_, dtype=float)
-            arrays["scale"] = np.asarray(scaler.scale_, dtype=float)
-        elif name == "categorical":
-            imputer = _step(steps, "simpleimputer", "SimpleImputer")
-            encoder = _step(steps, "onehotencoder", "OneHotEncoder")
-            if imputer.strategy != "constant" or encoder.handle_unknown != "ignore":
-                raise CompileError("categorical steps must be a constant imputer + ignore-unknown")
-            if encoder.drop is not None or getattr(encoder, "infrequent_categories_", None):
-                raise CompileError("one-hot encoding with drop or infrequent categories")
-            meta["categorical"] = list(columns)
-            fill = str(imputer.fill_value)
-            for categories in encoder.categories_:
-                labels = [str(label) for label in categories]
-                meta["categories"].append(labels)
-                meta["missing_codes"].append(labels.index(fill) if fill in labels else -1)
-        else:
-            raise CompileError(f"unknown transformer {name!r}")
-    return meta, arrays
-
-
-def _forest_trees(estimators: list[Any], outputs: int) -> dict[str, Any]:
-    """Every tree's nodes in one set of arrays, child indices offset to match."""
-    parts: dict[str, list[Array]] = {key: [] for key in ("feature", "threshold", "left")}
-    parts |= {key: [] for key in ("right", "missing_left", "value")}
-    roots, offset, depths = [], 0, []
-    for tree in estimators:
-        nodes = tree.tree_
-        count = nodes.node_count
-        leaf = nodes.children_left == -1
-        roots.append(offset)
-        own = np.arange(count)
-        parts["feature"].append(np.where(leaf, 0, nodes.feature))
-        parts["threshold"].append(np.where(leaf, np.inf, nodes.threshold))
-        parts["left"].append(np.where(leaf, own, nodes.children_left) + offset)
-        parts["right"].append(np.where(leaf, own, nodes.children_right) + offset)
-        missing = getattr(nodes, "missing_go_to_left", np.zeros(count, dtype=bool))
-        parts["missing_left"].append(np.asarray(missing, dtype=bool) | leaf)
-        parts["value"].append(nodes.value[:, 0, :outputs])
-        offset += count
-        depths.append(int(nodes.max_depth))
-    return {"arrays": _packed(parts, roots, depths), "max_depth": max(depths)}
-
-
-def _boosted_trees(model: Any) -> dict[str, Any]:
-    outputs = model.n_trees_per_iteration_
-    parts: dict[str, list[Array]] = {key: [] for key in ("feature", "threshold", "left")}
-    parts |= {key: [] for key in ("right", "missing_left", "value")}
-    roots, offset, depths = [], 0, []
-    for iteration in model._predictors:
-        for output, predictor in enumerate(iteration):
-            nodes = predictor.nodes
-            if nodes["is_categorical"].any():
-                raise CompileError("native categorical splits are not supported")
-            leaf = nodes["is_leaf"].astype(bool)
-            own = np.arange(len(nodes))
-            roots.append(offset)
-            parts["feature"].append(np.where(leaf, 0, nodes["feature_idx"]))
-            parts["threshold"].append(np.where(leaf, np.inf, nodes["num_threshold"]))
-            parts["left"].append(np.where(leaf, own, nodes["left"]).astype(np.int64) + offset)
-            parts["right"].append(np.where(leaf, own, nodes["right"]).astype(np.int64) + offset)
-            parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool) | leaf)
-            value = np.zeros((len(nodes), outputs))
-            value[:, output] = np.where(leaf, nodes["value"], 0.0)
-            parts["value"].append(value)
-            offset += len(nodes)
-            depths.append(int(nodes["depth"].max()))
-    arrays = _packed(parts, roots, depths)
-    arrays["baseline"] = np.asarray(model._baseline_prediction, dtype=float).reshape(-1)
-    return {"arrays": arrays, "max_depth": max(depths)}
-
-
-def _packed(parts: dict[str, list[Array]], roots: list[int], depths: list[int]) -> dict[str, Array]:
-    arrays = {key: np.concatenate(values) for key, values in parts.items()}
-    left, right = arrays.pop("left"), arrays.pop("right")
-    arrays["children"] = np.column_stack([left, right]).ravel().astype(np.int64)
-    deepest_first = np.argsort(-np.asarray(depths), kind="stable")
-    arrays["roots"] = np.asarray(roots, dtype=np.int64)[deepest_first]
-    arrays["depths"] = np.asarray(depths, dtype=np.int64)[deepest_first]
-    return arrays
-
-
-def compile_pipeline(pipeline: Any) -> CompiledModel:
-    """Arrays and metadata of a fitted Pipeline(features=ColumnTransformer, model=…)."""
-    meta, arrays = _preprocessing(_step(pipeline, "features", "ColumnTransformer"))
-    model = dict(pipeline.steps)["model"]
-    kind = type(model).__name__
-    classes = getattr(model, "classes_", None)
-    meta["classes"] = None if classes is None else [_plain(label) for label in classes]
-    meta.update(format=FORMAT_VERSION, max_depth=0, float32_thresholds=False)
-    if kind in ("LogisticRegression", "Ridge"):
-        meta["model"] = "linear"
-        coef = np.atleast_2d(np.asarray(model.coef_, dtype=float))
-        arrays["coef"] = coef
-        arrays["intercept"] = np.atleast_1d(np.asarray(model.intercept_, dtype=float))
-        if kind == "Ridge":
-            meta["link"] = "identity"
-        else:
-            meta["link"] = "logit" if coef.shape[0] == 1 else "softmax"
-    elif kind in ("RandomForestClassifier", "RandomForestRegressor"):
-        outputs = len(classes) if classes is not None else 1
-        trees = _forest_trees(model.estimators_, outputs)
-        meta.update(model="random_forest", max_depth=trees["max_depth"], float32_thresholds=True)
-        meta["link"] = "proba" if classes is not None else "identity"
-        arrays |= trees["arrays"]
-    elif kind in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"):
-        loss = type(model._loss).__name__
-        links = {"HalfSquaredError": "identity", "HalfBinomialLoss": "logit"}
-        links["HalfMultinomialLoss"] = "softmax"
-        if loss not in links:
-            raise CompileError(f"loss {loss} is not supported")
-        trees = _boosted_trees(model)
-        meta.update(model="hist_gradient_boosting", max_depth=trees["max_depth"], link=links[loss])
-        arrays |= trees["arrays"]
-    else:
-        raise CompileError(f"model {kind} is not supported")
-    return CompiledModel(meta, arrays)
-
-
-def _plain(label: Any) -> Any:
-    """A class label as JSON keeps it (numpy scalars become Python ones)."""
-    return label.item() if isinstance(label, np.generic) else label

@@ -72,15 +72,15 @@ def champion_score(
     client: MlflowClient, name: str, champion: ModelVersion, params: Params
 ) -> float | None:
     """The champion's primary metric on today's test split; None if it cannot score it."""
+    from .artifact import load_pipeline_uri
     from .data import read_split
     from .metrics import score
-    from .model_io import load_model_uri
     from .schema import FeatureSchema, to_model_frame
 
     schema = FeatureSchema.load(Paths.schema)
     raw, labels = read_split(Paths.test, schema)
     try:
-        model = load_model_uri(f"models:/{name}/{champion.version}")
+        model = load_pipeline_uri(f"models:/{name}/{champion.version}")
         scores = score(model, to_model_frame(raw, schema), labels, params.task)
     except (MlflowException, KeyError, ValueError):
         # e.g. the features changed since the champion was trained

@@ -10,49 +10,23 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import tracking
+from .artifact import write_extra_files
+from .compiler import plan
 from .config import Params, Paths, Settings
 from .data import read_split
-from .inference import FILENAME as COMPILED_FILENAME
-from .inference import CompileError, compile_pipeline
+from .errors import ProjectError
+from .estimators import build_estimator
 from .metrics import score
 from .profile import build_profile
 from .schema import FeatureSchema, to_model_frame
 
-# The model is logged with exactly these packages rather than MLflow's slow inference.
-MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy")
 log = logging.getLogger(__name__)
-
-
-def build_estimator(params: Params) -> BaseEstimator:
-    kind, seed = params.train.model, params.seed
-    classification = params.task == "classification"
-    if kind == "hist_gradient_boosting":
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-        hgb = params.train.hist_gradient_boosting.model_dump()
-        if classification:
-            return HistGradientBoostingClassifier(random_state=seed, **hgb)
-        return HistGradientBoostingRegressor(random_state=seed, **hgb)
-    if kind == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
-        forest = params.train.random_forest.model_dump()
-        if classification:
-            return RandomForestClassifier(random_state=seed, n_jobs=-1, **forest)
-        return RandomForestRegressor(random_state=seed, n_jobs=-1, **forest)
-    from sklearn.linear_model import LogisticRegression, Ridge
-
-    strength = params.train.linear.regularization
-    if classification:
-        return LogisticRegression(C=1 / strength, max_iter=2000, random_state=seed)
-    return Ridge(alpha=strength, random_state=seed)
 
 
 def build_pipeline(schema: FeatureSchema, params: Params) -> Pipeline:
@@ -79,7 +53,7 @@ def logged_params(params: Params) -> dict[str, Any]:
         "task": params.task,
         "seed": params.seed,
         "data": params.data.model_dump(mode="json"),
-        "train": {"model": chosen, chosen: getattr(params.train, chosen).model_dump()},
+        "train": {"model": chosen, chosen: params.train.chosen()},
     }
     return tracking.flatten(values)
 
@@ -96,26 +70,32 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
     pipeline = build_pipeline(schema, params).fit(features, labels)
 
     predictions = pipeline.predict(features)
+    profile = build_profile(features, predictions, schema)
     Paths.profile.parent.mkdir(parents=True, exist_ok=True)
-    Paths.profile.write_text(
-        json.dumps(build_profile(features, predictions, schema), indent=2) + "\n",
-        encoding="utf-8",
-    )
-    scratch = Path(tempfile.mkdtemp())
-    extra_files = [str(Paths.schema), str(Paths.profile)]
+    Paths.profile.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
     try:
-        compile_pipeline(pipeline).save(scratch / COMPILED_FILENAME)
-        extra_files.append(str(scratch / COMPILED_FILENAME))
-    except CompileError as error:  # served through scikit-learn instead
-        log.warning("the model will be served with scikit-learn: %s", error)
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    except Exception as error:  # a lambda or a class defined in a function, say
+        raise ProjectError(
+            f"the pipeline cannot be saved ({type(error).__name__}: {error}): define its "
+            f"functions and classes at the top level of src/{__package__}/custom.py"
+        ) from error
+    serving = plan(pipeline, features, schema)
+    scratch = Path(tempfile.mkdtemp())
     example = features.head(5)
     model_kwargs: dict[str, Any] = {
         "signature": infer_signature(example, pipeline.predict(example)),
         "input_example": example,
-        "pip_requirements": [f"{package}=={version(package)}" for package in MODEL_REQUIREMENTS],
+        # exactly what serves the pipeline, rather than MLflow's slow inference of it
+        "pip_requirements": [
+            *(f"{package}=={version(package)}" for package in ("mlflow", "numpy")),
+            *serving.pipeline_requirements,
+        ],
         # skops refuses types it does not know; trust exactly those of the model just fitted
-        "skops_trusted_types": skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)),
-        "extra_files": extra_files,
+        "skops_trusted_types": trusted,
+        "extra_files": write_extra_files(
+            scratch, schema, profile, serving.runtime, serving.compiled
+        ),
     }
 
     run_params = logged_params(params)
@@ -128,6 +108,9 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
                 "dvc_params_hash": tracking.params_hash(run_params),
                 "task": params.task,
                 "model": params.train.model,
+                "serving.predictor": serving.runtime.predictor,
+                "serving.reason": serving.runtime.reason[:5000],
+                "serving.max_error": str(serving.runtime.max_error),
             }
         )
         mlflow.log_params(run_params)
@@ -145,6 +128,7 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
         "experiment_id": run.info.experiment_id,
         "model_uri": model_info.model_uri,
         "train_metrics": train_scores,
+        "served_as": serving.runtime.describe(),
     }
     Paths.run.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

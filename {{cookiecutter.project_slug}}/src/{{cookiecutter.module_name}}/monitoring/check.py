@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..artifact import LoadedModel, load
 from ..config import Settings
 from ..errors import DataError, ProjectError
-from ..inference import Inputs
-from ..schema import FeatureSchema, read_csv, to_model_frame
-from ..serving.loading import LoadedModel, load
+from ..schema import FeatureSchema, read_csv, to_inputs, to_model_frame
 from .drift import DriftReport, Thresholds, compare
 
 if TYPE_CHECKING:
@@ -56,15 +55,6 @@ def read_current(path: Path, schema: FeatureSchema) -> pd.DataFrame:
     return to_model_frame(frame, schema)
 
 
-def inputs_of(frame: pd.DataFrame, schema: FeatureSchema) -> Inputs:
-    numeric = frame[schema.numeric].to_numpy(dtype=float)
-    categorical = [
-        [None if value != value else str(value) for value in frame[name].tolist()]
-        for name in schema.categorical
-    ]
-    return Inputs(numeric.reshape(len(frame), len(schema.numeric)), categorical)
-
-
 def run_check(
     settings: Settings,
     current: Path,
@@ -75,6 +65,6 @@ def run_check(
     model = reference_model(settings, model_dir, alias)
     assert model.profile is not None  # reference_model checked it
     frame = read_current(current, model.schema)
-    predictions, _ = model.predictor.predict(inputs_of(frame, model.schema))
+    predictions, _ = model.predictor.predict(to_inputs(frame, model.schema))
     columns = {name: frame[name].to_numpy() for name in model.schema.names}
     return compare(model.profile, columns, np.asarray(predictions), thresholds), model

@@ -13,11 +13,10 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
+from ..artifact import LoadedModel
 from ..inference import Array, Inputs
-from ..serving.loading import LoadedModel
-from ..serving.metrics import Metrics
 from .drift import DriftReport, compare
 from .settings import DriftSettings
 from .window import RollingWindow
@@ -26,11 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class DriftMonitor:
-    def __init__(self, metrics: Metrics, settings: DriftSettings | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, settings: DriftSettings | None = None) -> None:
         self.settings = settings or DriftSettings()
         self.model: LoadedModel | None = None
         self.window: RollingWindow | None = None
-        registry = metrics.registry
         self.feature_psi = Gauge(
             "ml_feature_drift_psi",
             "PSI of each feature's recent values against training",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..serving.loading import LoadedModel
+from ..artifact import LoadedModel
 from .drift import ColumnDrift, DriftReport
 
 HEADER = ["column", "kind", "PSI", "KS p-value", "missing (train → now)", "unseen", "status"]

@@ -1,4 +1,4 @@
-"""The FastAPI application: `create_app()` is what uvicorn, Docker and Kubernetes run."""
+"""The FastAPI application; `api.create_app()` adds the observers uvicorn runs it with."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from orjson import dumps
+from prometheus_client import CollectorRegistry
 
 from .. import __version__
+from ..artifact import LoadedModel, current_version, load
 from .batching import Batcher
-from .loading import LoadedModel, current_version, load
 from .metrics import Metrics, MetricsMiddleware
-from .observer import Observer
+from .observer import NoObserver, Observer
 from .requests import RequestError, RequestParser
 from .settings import ServeSettings
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 # A prediction request that arrives while the model loads waits this long rather than fail.
 LOAD_WAIT_SECONDS = 30.0
+# What watches the champion's predictions, given the registry its metrics go to.
+ObserverFactory = Callable[[CollectorRegistry], Observer]
 
 
 @dataclass
@@ -41,10 +44,10 @@ class Variant:
 class Server:
     """Models by variant, swapped whole: a request keeps the variant it started with."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, observer: ObserverFactory) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.observer = Observer(self.metrics)
+        self.observer = observer(self.metrics.registry)
         self.batcher = Batcher(settings.merge_rows)
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
@@ -130,9 +133,11 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def create_app(settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ServeSettings | None = None, observer: ObserverFactory = NoObserver
+) -> FastAPI:
     settings = settings or ServeSettings()
-    server = Server(settings)
+    server = Server(settings, observer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import LoadedModel
 from ..inference import Array, Inputs
-from .loading import LoadedModel
 
 Result = tuple[Array, Array | None]
 

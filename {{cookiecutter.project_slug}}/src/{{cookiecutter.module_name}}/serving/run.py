@@ -26,7 +26,7 @@ def serve(settings: ServeSettings) -> None:
 
     prepare_metrics_dir()
     uvicorn.run(
-        f"{__package__}.app:create_app",
+        f"{__name__.split('.')[0]}.api:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
