@@ -2,8 +2,9 @@
 
 Replaying runs the target's stages in order with the container's `/app` mapped to a
 scratch directory: RUN lines through `sh`, COPY from the build context filtered by
-`.dockerignore`, ENV and WORKDIR as written. What cannot run outside a container is
-skipped and listed: base images, user management and ownership changes.
+`.dockerignore`, ARG, ENV and WORKDIR as written. What cannot run outside a container
+does nothing and is listed: base images, user management, ownership changes and
+Debian packages (the host's own are used).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKIPPED_COMMANDS = ("groupadd", "useradd", "chown")
+SKIPPED_COMMANDS = ("groupadd", "useradd", "chown", "apt-get")
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Replay:
     healthcheck: list[str] = field(default_factory=list)
     exposed: list[int] = field(default_factory=list)
     user: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict)
 
     def path(self, container_path: str) -> Path:
         absolute = (
@@ -120,7 +123,11 @@ class Replay:
 
     def rewrite(self, text: str) -> str:
         """Container paths in a command or value, pointed into the scratch root."""
-        return re.sub(r"(?<![\w.])/app\b", str(self.root / "app"), text)
+        return re.sub(r"(?<![\w.])/(app|var/lib/apt)\b", lambda m: f"{self.root}/{m[1]}", text)
+
+    def substitute(self, text: str) -> str:
+        """${NAME} of the stage's ARGs, as Docker expands them in COPY."""
+        return re.sub(r"\$\{(\w+)\}", lambda m: self.args.get(m[1], ""), text)
 
     def patterns(self) -> list[str]:
         ignore = self.context / ".dockerignore"
@@ -172,10 +179,15 @@ class Replay:
                     name, _, value = pair.partition("=")
                     value = value.replace("$PATH", self.env.get("PATH", ""))
                     self.env[name] = self.rewrite(value)
+            elif keyword == "ARG":
+                name, _, default = arguments.partition("=")
+                self.args[name] = self.build_args.get(name, default)
+            elif keyword == "RUN" and arguments.startswith("["):
+                self.run_command([self.rewrite(word) for word in exec_form(arguments)], arguments)
             elif keyword == "RUN":
                 self.run_shell(arguments)
             elif keyword == "COPY":
-                self.copy(arguments)
+                self.copy(self.substitute(arguments))
             elif keyword == "CMD":
                 self.cmd = exec_form(arguments)
             elif keyword == "HEALTHCHECK":
@@ -188,23 +200,38 @@ class Replay:
                 self.skipped.append(f"{keyword} {arguments}")
 
     def run_shell(self, command: str) -> None:
-        steps = [step.strip() for step in command.split("&&")]
-        for step in steps:
-            if step.split()[0] in SKIPPED_COMMANDS:
-                self.skipped.append(f"RUN {step}")
-                continue
-            result = subprocess.run(
-                ["sh", "-c", self.rewrite(step)],
-                cwd=self.path(self.workdir),
-                env=self.env,
-                capture_output=True,
-                text=True,
-                check=False,
+        self.run_command(["sh", "-c", self.rewrite(command)], command)
+
+    def stubs(self) -> Path:
+        """A folder of commands that only note their call, first on PATH: the skipped ones."""
+        folder = self.root.parent / f"{self.root.name}-stubs"
+        for name in SKIPPED_COMMANDS:
+            stub = folder / name
+            if not stub.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                stub.write_text(f'#!/bin/sh\necho "RUN {name} $*" >> "{folder}/calls"\n')
+                stub.chmod(0o755)
+        return folder
+
+    def run_command(self, command: list[str], written: str) -> None:
+        env = {**self.env, **self.args}  # a stage's ARGs are its RUN lines' environment
+        env["PATH"] = f"{self.stubs()}:{env.get('PATH', '')}"
+        result = subprocess.run(
+            command,
+            cwd=self.path(self.workdir),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        calls = self.stubs() / "calls"
+        if calls.is_file():
+            self.skipped += calls.read_text(encoding="utf-8").splitlines()
+            calls.unlink()
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"RUN {written} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
             )
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"RUN {step} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
-                )
 
     def copy(self, arguments: str) -> None:
         words = [word for word in arguments.split() if not word.startswith("--chown")]
@@ -269,7 +296,13 @@ def copied_from_stages(all_stages: dict[str, Stage], target: str) -> list[str]:
     return paths
 
 
-def replay(context: Path, root: Path, target: str, env: dict[str, str]) -> Replay:
+def replay(
+    context: Path,
+    root: Path,
+    target: str,
+    env: dict[str, str],
+    build_args: dict[str, str] | None = None,
+) -> Replay:
     """Build `target` of context/Dockerfile into `root`; returns how to start it.
 
     Stages it copies from run first in the same root (their files sit at the paths the
@@ -277,11 +310,14 @@ def replay(context: Path, root: Path, target: str, env: dict[str, str]) -> Repla
     is kept; then the target's own stages run.
     """
     all_stages = stages((context / "Dockerfile").read_text(encoding="utf-8"))
-    builder = Replay(context, root, dict(env))
+    build_args = build_args or {}
+    builder = Replay(context, root, dict(env), build_args=build_args)
     for name in needed(all_stages, target):
+        builder.args = {}
         builder.run(all_stages[name])
     prune(root, [builder.path(path) for path in copied_from_stages(all_stages, target)])
-    recipe = Replay(context, root, dict(env), skipped=builder.skipped)
+    recipe = Replay(context, root, dict(env), skipped=builder.skipped, build_args=build_args)
     for stage in chain(all_stages, target):
+        recipe.args = {}
         recipe.run(stage)
     return recipe

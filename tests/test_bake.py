@@ -36,21 +36,24 @@ ALWAYS = [
     "pyproject.toml",
     "src/{module}/__init__.py",
     "src/{module}/__main__.py",
+    "src/{module}/api.py",
+    "src/{module}/artifact.py",
     "src/{module}/cli.py",
+    "src/{module}/compiler.py",
     "src/{module}/config.py",
+    "src/{module}/custom.py",
     "src/{module}/data.py",
     "src/{module}/errors.py",
+    "src/{module}/estimators.py",
     "src/{module}/evaluate.py",
     "src/{module}/inference.py",
     "src/{module}/metrics.py",
-    "src/{module}/model_io.py",
     "src/{module}/profile.py",
     "src/{module}/registry.py",
     "src/{module}/schema.py",
     "src/{module}/serving/__init__.py",
     "src/{module}/serving/app.py",
     "src/{module}/serving/batching.py",
-    "src/{module}/serving/loading.py",
     "src/{module}/serving/metrics.py",
     "src/{module}/serving/observer.py",
     "src/{module}/serving/requests.py",
@@ -62,10 +65,10 @@ ALWAYS = [
     "src/{module}/py.typed",
     "tests/conftest.py",
     "tests/test_cli.py",
+    "tests/test_compiler.py",
     "tests/test_config.py",
     "tests/test_data.py",
     "tests/test_dvc_pipeline.py",
-    "tests/test_inference.py",
     "tests/test_metrics.py",
     "tests/test_pipeline.py",
     "tests/test_schema.py",
@@ -328,6 +331,15 @@ def test_dockerfile_is_lint_clean_and_agrees_with_the_server(
     assert f"PORT={port.group(1)}" in instructions["ENV"]
     assert "/health/live" in instructions["HEALTHCHECK"]
     assert json.loads(instructions["CMD"]) == [baked.path.name, "serve"]
+    # both images install what uv.lock pins, and nothing past it
+    runs = [i.arguments for s in all_stages.values() for i in s.instructions if i.keyword == "RUN"]
+    installs = [run for run in runs if re.search(r"\buv\b", run)]
+    assert len(installs) == 4, installs
+    assert all(run.startswith("uv sync --frozen --no-dev ") for run in installs), installs
+    assert not [run for run in runs if "pip " in run]
+    copied = [i.arguments for i in all_stages["builder"].instructions if i.keyword == "COPY"]
+    assert any("uv.lock" in arguments.split() for arguments in copied)
+    assert "uv.lock" not in baked.read(".dockerignore").split()
 
 
 def test_prometheus_config_is_valid(baked: BakedProject) -> None:

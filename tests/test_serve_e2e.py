@@ -331,6 +331,11 @@ def test_the_dockerfile_train_recipe_runs_the_pipeline(tmp_path: Path) -> None:
     python = find_python(template_defaults()["python_version"])
     assert python is not None
     env = {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
+    # the lock a user commits after `make setup`; the images install from it
+    locked = subprocess.run(
+        [str(TOOLS_BIN / "uv"), "lock"], cwd=context / "my-ml-service", env=env, check=False
+    )
+    assert locked.returncode == 0
     image = replay(context / "my-ml-service", tmp_path / "image", "train", env)
     assert image.user == "10001:10001"
     assert image.cmd == ["dvc", "repro"]

@@ -416,8 +416,10 @@ def run_job(
     is evaluated when it tests for files (hashFiles), else looked up in `conditions`.
     Returns the step outputs written to GITHUB_OUTPUT."""
     runner.mkdir(parents=True, exist_ok=True)
-    job = load(project, workflow)["jobs"][job_name]
+    document = load(project, workflow)
+    job = document["jobs"][job_name]
     base = {
+        **{key: str(value) for key, value in document.get("env", {}).items()},
         **GITHUB_RUNNER,
         "GITHUB_EVENT_NAME": "workflow_dispatch",
         "GITHUB_SHA": "0" * 40,

@@ -6,6 +6,7 @@ COMPOSE := docker compose -f docker-compose.yml $(if $(wildcard docker-compose.m
 .PHONY: stack-up stack-down
 
 stack-up: ## Build the API image and start the docker compose stack (needs Docker)
+	$(NEED_LOCK)
 	@test -f build/model/registry.json || { echo "build/model has no exported model, which the API image ships: make pipeline export-model"; exit 1; }
 	$(COMPOSE) up -d --build
 	$(COMPOSE) ps

@@ -14,8 +14,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
-from {{ cookiecutter.module_name }} import compiler
-from {{ cookiecutter.module_name }}.artifact import Runtime
+from {{ cookiecutter.module_name }} import (
+    compiler,
+)
+from {{ cookiecutter.module_name }}.artifact import (
+    Runtime,
+)
 from {{ cookiecutter.module_name }}.compiler import (
     TOLERANCE,
     CompileError,
@@ -24,15 +28,22 @@ from {{ cookiecutter.module_name }}.compiler import (
     probe_rows,
     verify,
 )
-from {{ cookiecutter.module_name }}.config import Params, load_params
-from {{ cookiecutter.module_name }}.inference import CompiledModel
+from {{ cookiecutter.module_name }}.config import (
+    Params,
+    load_params,
+)
+from {{ cookiecutter.module_name }}.inference import (
+    CompiledModel,
+    Inputs,
+)
 from {{ cookiecutter.module_name }}.schema import (
     FeatureSchema,
     infer_schema,
-    to_inputs,
     to_model_frame,
 )
-from {{ cookiecutter.module_name }}.train import build_pipeline
+from {{ cookiecutter.module_name }}.train import (
+    build_pipeline,
+)
 
 MODELS = ["hist_gradient_boosting", "random_forest", "linear", "xgboost", "lightgbm"]
 
@@ -84,7 +95,7 @@ def test_classifiers_are_compiled_and_proven_equal(
     serving.compiled.save(tmp_path / "model.npz")
     compiled = CompiledModel.load(tmp_path / "model.npz")
     rows = probe_rows(features, schema)
-    predicted, probabilities = compiled.predict(to_inputs(rows, schema))
+    predicted, probabilities = compiled.predict(Inputs.from_frame(rows, schema))
     assert np.max(np.abs(probabilities - pipeline.predict_proba(rows))) <= TOLERANCE  # type: ignore[operator]
     assert predicted.tolist() == pipeline.predict(rows).tolist()
     assert compiled.classes == list(pipeline.classes_)
@@ -101,7 +112,7 @@ def test_regressors_are_compiled_and_proven_equal(
     assert serving.runtime.predictor == "compiled", serving.runtime.reason
     assert serving.compiled is not None
     rows = probe_rows(features, schema)
-    predicted, probabilities = serving.compiled.predict(to_inputs(rows, schema))
+    predicted, probabilities = serving.compiled.predict(Inputs.from_frame(rows, schema))
     assert probabilities is None
     assert np.max(np.abs(predicted - pipeline.predict(rows))) <= TOLERANCE
 
@@ -110,7 +121,7 @@ def test_xgboost_sums_match_to_the_bit(frame: pd.DataFrame, project_root: Path) 
     """float32 leaves added in XGBoost's order, onto its exact intercept."""
     pipeline, schema, features = fitted("regression", "xgboost", large_values(frame), project_root)
     compiled = compile_pipeline(pipeline, features)
-    predicted, _ = compiled.predict(to_inputs(features, schema))
+    predicted, _ = compiled.predict(Inputs.from_frame(features, schema))
     np.testing.assert_array_equal(predicted, pipeline.predict(features).astype(np.float64))
 
 
@@ -131,7 +142,7 @@ def test_a_corrupted_compiled_model_is_not_kept(
     roots = compiled.arrays["roots"]
     compiled.arrays["threshold"][roots] += 5.0  # every tree's first split moves
 
-    with pytest.raises(CompileError, match="another class|differs"):
+    with pytest.raises(CompileError, match=r"another class|differs"):
         verify(compiled, pipeline, probe_rows(features, schema), schema)
 
     monkeypatch.setattr(compiler, "compile_pipeline", lambda *args: compiled)

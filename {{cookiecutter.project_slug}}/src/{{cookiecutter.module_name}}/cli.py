@@ -154,18 +154,25 @@ def export_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("runtime", "how an exported model is served; --check: the installed packages fit it")
+@command("runtime", "how an exported model is served; --check: it loads with what is installed")
 def runtime(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from .artifact import Runtime
+    from .artifact import Runtime, read_model_dir
 
-    record = Runtime.load(Path(args.model_dir))
-    print(f"{args.model_dir}: served as {record.describe()}")
-    problems = record.problems() if args.check else []
+    path = Path(args.model_dir)
+    record = Runtime.load(path)
+    print(f"{path}: served as {record.describe()}")
+    if not args.check:
+        return 0
+    problems = record.problems()
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    if problems:
+        return 1
+    model = read_model_dir(path, "check", {})  # loads it and predicts one row
+    print(f"loaded and answered in {model.load_seconds:.2f} s")
+    return 0
 
 
 {% if cookiecutter.monitoring == "prometheus" -%}

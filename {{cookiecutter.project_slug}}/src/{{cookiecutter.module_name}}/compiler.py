@@ -29,8 +29,8 @@ import numpy as np
 
 from . import DISTRIBUTION
 from .artifact import Runtime
-from .inference import FORMAT_VERSION, Array, CompiledModel
-from .schema import FeatureSchema, to_inputs
+from .inference import FORMAT_VERSION, Array, CompiledModel, Inputs
+from .schema import FeatureSchema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,7 +208,7 @@ def verify(
     compiled: CompiledModel, pipeline: Any, rows: pd.DataFrame, schema: FeatureSchema
 ) -> float:
     """The largest difference from the pipeline on `rows`; CompileError if over TOLERANCE."""
-    predicted, probabilities = compiled.predict(to_inputs(rows, schema))
+    predicted, probabilities = compiled.predict(Inputs.from_frame(rows, schema))
     if schema.task == "classification":
         expected = np.asarray(pipeline.predict_proba(rows), dtype=float)
         if probabilities is None or probabilities.shape != expected.shape:

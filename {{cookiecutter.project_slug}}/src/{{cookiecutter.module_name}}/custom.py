@@ -13,8 +13,7 @@ this module's imports to what the pipeline runtime has: scikit-learn, numpy, pan
 
 `train` then decides how the model is served: numpy arrays when it can prove them equal
 to the pipeline, otherwise the pipeline itself, with the packages it needs recorded in
-the model's runtime.json for the image to install. `{{ cookiecutter.project_slug }} runtime`
-shows which.
+the model's runtime.json for the image to install. The `runtime` command shows which.
 """
 
 from __future__ import annotations

@@ -19,10 +19,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # the server has no pandas; frames come only from training and drift
+    import pandas as pd
+
+    from .schema import FeatureSchema
 
 FORMAT_VERSION = 2
 # Rows walked through the trees at once: small enough for the node arrays to stay in cache.
@@ -52,6 +57,17 @@ class Inputs:
     @property
     def rows(self) -> int:
         return len(self.categorical[0]) if self.categorical else int(self.numeric.shape[0])
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, schema: FeatureSchema) -> Inputs:
+        """A model frame (`schema.to_model_frame`) as the server parses a request."""
+        rows, names = len(frame), schema.numeric
+        numeric = frame[names].to_numpy(dtype=float).reshape(rows, len(names))
+        categorical = [
+            [None if value is None or value != value else str(value) for value in frame[name]]
+            for name in schema.categorical
+        ]
+        return cls(numeric, categorical)
 
 
 @dataclass

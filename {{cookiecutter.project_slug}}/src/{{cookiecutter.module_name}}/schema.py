@@ -16,7 +16,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from .config import Task
-from .inference import Inputs
 
 if TYPE_CHECKING:  # pandas is for training; the server reads schemas without it
     import pandas as pd
@@ -173,16 +172,6 @@ def to_model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
         else:
             columns[feature.name] = as_category_strings(column)
     return pd.DataFrame(columns, index=frame.index)
-
-
-def to_inputs(frame: pd.DataFrame, schema: FeatureSchema) -> Inputs:
-    """A model frame (`to_model_frame`) as the server sees a request: numbers, text or None."""
-    numeric = frame[schema.numeric].to_numpy(dtype=float).reshape(len(frame), len(schema.numeric))
-    categorical = [
-        [None if value is None or value != value else str(value) for value in frame[name]]
-        for name in schema.categorical
-    ]
-    return Inputs(numeric, categorical)
 
 
 def read_csv(path: Path, categorical: Iterable[str] = ()) -> pd.DataFrame:

@@ -15,7 +15,8 @@ import numpy as np
 from ..artifact import LoadedModel, load
 from ..config import Settings
 from ..errors import DataError, ProjectError
-from ..schema import FeatureSchema, read_csv, to_inputs, to_model_frame
+from ..inference import Inputs
+from ..schema import FeatureSchema, read_csv, to_model_frame
 from .drift import DriftReport, Thresholds, compare
 
 if TYPE_CHECKING:
@@ -65,6 +66,6 @@ def run_check(
     model = reference_model(settings, model_dir, alias)
     assert model.profile is not None  # reference_model checked it
     frame = read_current(current, model.schema)
-    predictions, _ = model.predictor.predict(to_inputs(frame, model.schema))
+    predictions, _ = model.predictor.predict(Inputs.from_frame(frame, model.schema))
     columns = {name: frame[name].to_numpy() for name in model.schema.names}
     return compare(model.profile, columns, np.asarray(predictions), thresholds), model
