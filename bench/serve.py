@@ -1,14 +1,16 @@
 """The rendered prediction server against `mlflow models serve`, side by side.
 
-Renders the default project, runs its pipeline and `export-model`, then starts
-(a) the project's server on the exported model and (b) `mlflow models serve
---env-manager local` on models:/<name>@champion, both on 127.0.0.1 with the same number
-of workers, and drives each with the same wrk command (same connections, threads and
-duration). Prints requests/s, p50/p99 latency, rows/s, time from process start to ready,
-the ratios, and the installed size of the serve-only dependency set against the full
-development environment.
+Renders the default project and runs its pipeline; then, for each model family asked for
+(`dvc exp run -S train.model=<family>` for the ones other than the default), exports that
+version and starts (a) the project's server on the export and (b) `mlflow models serve
+--env-manager local` on the same registry version, both on 127.0.0.1 with the same
+number of workers, and drives each with the same wrk command (same connections, threads
+and duration). Prints requests/s, p50/p99 latency, rows/s, time from process start to
+ready, the ratios, and the installed size of the serve-only dependency set against the
+full development environment.
 
-    .venv/bin/python bench/serve.py [--workers 1] [--connections 32] [--seconds 10]
+    .venv/bin/python bench/serve.py [--models hist_gradient_boosting,xgboost,lightgbm]
+                                    [--workers 1] [--connections 32] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -113,8 +115,67 @@ def bodies(project: Path, scratch: Path) -> dict[str, Path]:
     return files
 
 
+DEFAULT_MODEL = "hist_gradient_boosting"
+
+
+def export(project: Path, env: dict[str, str], family: str) -> tuple[str, str]:
+    """(exported directory, registry version) of `family`, trained if it is not the default."""
+    if family == DEFAULT_MODEL:
+        alias = "champion"
+    else:
+        run([".venv/bin/dvc", "exp", "run", "-S", f"train.model={family}"], project, env)
+        alias = "challenger"
+    output = f"build/{family}"
+    command = [f".venv/bin/{SLUG}", "export-model", "--alias", alias, "--output", output]
+    run(command, project, env)
+    record = json.loads((project / output / "extra_files/runtime.json").read_text())
+    if record["predictor"] != "compiled":
+        sys.exit(f"{family}: not compiled ({record['reason']}); this benchmark measures arrays")
+    return output, json.loads((project / output / "registry.json").read_text())["version"]
+
+
+def measure(
+    project: Path,
+    env: dict[str, str],
+    family: str,
+    files: dict[str, Path],
+    args: argparse.Namespace,
+    scratch: Path,
+) -> tuple[dict[str, dict[str, float]], float, float]:
+    model_dir, version = export(project, env, family)
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_env = {**env, "MODEL_DIR": model_dir, "PORT": str(ours_port)}
+    ours_env["WORKERS"] = str(args.workers)
+    ours, started = start([f".venv/bin/{SLUG}", "serve"], project, ours_env)
+    ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/health/ready", ours, started)
+    mlflow_command = [".venv/bin/mlflow", "models", "serve", "-m", f"models:/{SLUG}/{version}"]
+    mlflow_command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]
+    mlflow_command += ["-w", str(args.workers)]
+    reference, started = start(mlflow_command, project, env)
+    mlflow_ready = wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, started)
+    try:
+        results: dict[str, dict[str, float]] = {}
+        for size in (1, 100):
+            body = files[f"invocations-{size}"]
+            results[f"mlflow /invocations {size}"] = wrk(
+                f"http://127.0.0.1:{mlflow_port}/invocations", body, args, scratch
+            )
+            results[f"ours /invocations {size}"] = wrk(
+                f"http://127.0.0.1:{ours_port}/invocations", body, args, scratch
+            )
+            results[f"ours /predict {size}"] = wrk(
+                f"http://127.0.0.1:{ours_port}/predict", files[f"predict-{size}"], args, scratch
+            )
+    finally:
+        for process in (ours, reference):
+            process.terminate()
+            process.wait(timeout=30)
+    return results, ours_ready, mlflow_ready
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=f"{DEFAULT_MODEL},xgboost,lightgbm")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
@@ -124,36 +185,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temporary:
         scratch = Path(temporary)
-        project, env = default_project(scratch, "pipeline", "export-model")
+        project, env = default_project(scratch, "pipeline")
         files = bodies(project, scratch)
-
-        ours_port, mlflow_port = free_port(), free_port()
-        ours_env = {**env, "MODEL_DIR": "build/model", "PORT": str(ours_port)}
-        ours_env["WORKERS"] = str(args.workers)
-        ours, started = start([f".venv/bin/{SLUG}", "serve"], project, ours_env)
-        ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/health/ready", ours, started)
-        mlflow_command = [".venv/bin/mlflow", "models", "serve", "-m", f"models:/{SLUG}@champion"]
-        mlflow_command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]
-        mlflow_command += ["-w", str(args.workers)]
-        reference, started = start(mlflow_command, project, env)
-        mlflow_ready = wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", reference, started)
-        try:
-            results: dict[str, dict[str, float]] = {}
-            for size in (1, 100):
-                body = files[f"invocations-{size}"]
-                results[f"mlflow /invocations {size}"] = wrk(
-                    f"http://127.0.0.1:{mlflow_port}/invocations", body, args, scratch
-                )
-                results[f"ours /invocations {size}"] = wrk(
-                    f"http://127.0.0.1:{ours_port}/invocations", body, args, scratch
-                )
-                results[f"ours /predict {size}"] = wrk(
-                    f"http://127.0.0.1:{ours_port}/predict", files[f"predict-{size}"], args, scratch
-                )
-        finally:
-            for process in (ours, reference):
-                process.terminate()
-                process.wait(timeout=30)
+        print(
+            f"{os.cpu_count()} cores, {args.workers} worker(s) each, "
+            f"wrk -t1 -c{args.connections} -d{args.seconds}s"
+        )
+        for family in args.models.split(","):
+            report(family, *measure(project, env, family, files, args, scratch))
 
         serve_venv = scratch / "serve-venv"
         run([str(TOOLS / "uv"), "venv", "-q", str(serve_venv)], project, env)
@@ -164,22 +203,16 @@ def main() -> None:
         )
         serve_size = site_packages_mib(serve_venv)
         full_size = site_packages_mib(project / ".venv")
-
-    report(results, ours_ready, mlflow_ready, serve_size, full_size, args)
+    print(
+        f"installed size: serve set {serve_size:.0f} MiB, full dev environment "
+        f"{full_size:.0f} MiB (x{serve_size / full_size:.2f}, target <= 0.5)"
+    )
 
 
 def report(
-    results: dict[str, dict[str, float]],
-    ours_ready: float,
-    mlflow_ready: float,
-    serve_size: float,
-    full_size: float,
-    args: argparse.Namespace,
+    family: str, results: dict[str, dict[str, float]], ours_ready: float, mlflow_ready: float
 ) -> None:
-    print(
-        f"{os.cpu_count()} cores, {args.workers} worker(s) each, "
-        f"wrk -t1 -c{args.connections} -d{args.seconds}s"
-    )
+    print(f"\n{family}")
     print(f"{'server / route / rows':<28}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name, figures in results.items():
         rows = int(name.rsplit(" ", 1)[1])
@@ -205,10 +238,6 @@ def report(
     print(
         f"  ready after start: ours {ours_ready:.1f} s, mlflow {mlflow_ready:.1f} s "
         f"(x{ours_ready / mlflow_ready:.2f})"
-    )
-    print(
-        f"  installed size: serve set {serve_size:.0f} MiB, full dev environment "
-        f"{full_size:.0f} MiB (x{serve_size / full_size:.2f}, target <= 0.5)"
     )
 
 

@@ -3,11 +3,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 from {{ cookiecutter.module_name }} import __version__
+from {{ cookiecutter.module_name }}.artifact import RUNTIME
 from {{ cookiecutter.module_name }}.cli import main
 
 
@@ -44,3 +48,24 @@ def test_module_entry_point_reports_version() -> None:
     )
 
     assert __version__ in result.stdout
+
+
+def test_runtime_checks_that_the_model_loads_with_what_is_installed(
+    tmp_path: Path,
+    project_root: Path,
+    make_frame: Callable[..., pd.DataFrame],
+    write_model_dir: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_model_dir(tmp_path, make_frame(rows=100), project_root, "1")
+
+    assert main(["runtime", "--model-dir", str(tmp_path), "--check"]) == 0
+    shown = capsys.readouterr().out
+    assert "served as compiled numpy arrays" in shown
+    assert "loaded and answered" in shown
+
+    record = json.loads((tmp_path / RUNTIME).read_text(encoding="utf-8"))
+    record.update(predictor="pipeline", extras=["pipeline"], packages={"scikit-learn": "0.1"})
+    (tmp_path / RUNTIME).write_text(json.dumps(record), encoding="utf-8")
+    assert main(["runtime", "--model-dir", str(tmp_path), "--check"]) == 1
+    assert "scikit-learn: the model was trained with 0.1, installed is" in capsys.readouterr().err

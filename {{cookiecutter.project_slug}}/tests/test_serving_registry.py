@@ -21,6 +21,7 @@ from {{ cookiecutter.module_name }}.artifact import (
     Runtime,
     write_extra_files,
 )
+from {{ cookiecutter.module_name }}.cli import main
 from {{ cookiecutter.module_name }}.compiler import plan
 from {{ cookiecutter.module_name }}.config import load_params
 from {{ cookiecutter.module_name }}.profile import build_profile
@@ -37,7 +38,9 @@ RECORD = {"size": 51.5, "colour": "red", "noise": 0.25}
 NAME = "served-model"
 
 
-def log_version(frame: pd.DataFrame, trees: int, scratch: Path, compiled: bool = True) -> str:
+def log_version(
+    frame: pd.DataFrame, trees: int, scratch: Path, compiled: bool = True, servable: bool = True
+) -> str:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params.task = "classification"
     params.train.model = "random_forest"
@@ -49,6 +52,8 @@ def log_version(frame: pd.DataFrame, trees: int, scratch: Path, compiled: bool =
     runtime, arrays = serving.runtime, serving.compiled
     if not compiled:  # as train records a pipeline the compiler cannot reproduce
         runtime, arrays = Runtime("pipeline", reason="not compiled", extras=["pipeline"]), None
+    if not servable:  # as train records a class defined in a notebook
+        runtime, arrays = Runtime("none", reason="step 'model': __main__.Mine is defined"), None
     scratch.mkdir(parents=True, exist_ok=True)
     profile = build_profile(features, pipeline.predict(features), schema)
     extra = write_extra_files(scratch, schema, profile, runtime, arrays)
@@ -150,3 +155,23 @@ def test_a_model_whose_runtime_is_its_pipeline_is_served_by_it(
     assert answer["classes"] == ["no", "yes"]
     assert len(answer["probabilities"]) == 20
     assert np.all(np.isclose(np.sum(answer["probabilities"], axis=1), 1.0))
+
+
+def test_export_refuses_a_model_nothing_can_serve(
+    registry: str,
+    tmp_path: Path,
+    make_frame: Callable[..., pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    version = log_version(make_frame(rows=200), 10, tmp_path / "none", servable=False)
+    MlflowClient(registry).set_registered_model_alias(NAME, "unservable", version)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    monkeypatch.setenv("MODEL_NAME", NAME)
+    output = tmp_path / "exported"
+
+    code = main(["export-model", "--alias", "unservable", "--output", str(output)])
+
+    assert code == 2
+    assert "step 'model': __main__.Mine is defined" in capsys.readouterr().err
+    assert not output.exists()

@@ -45,8 +45,8 @@ TOLERANCE = 1e-6
 # only after `pytest tests/test_compiler.py` passed on the new release.
 TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "sklearn": ((1, 7), (1, 9)),
-    "xgboost": ((3, 0), (3, 2)),
-    "lightgbm": ((4, 5), (4, 7)),
+    "xgboost": ((3, 2), (3, 4)),
+    "lightgbm": ((4, 7), (4, 7)),
 }
 # Top-level module of a class in the pipeline -> the extra of pyproject.toml that installs
 # it for serving. Add your own library here and to that extra.

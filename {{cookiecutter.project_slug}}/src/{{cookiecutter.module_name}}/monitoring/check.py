@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..artifact import LoadedModel, load
+from ..artifact import PROFILE, LoadedModel, load
 from ..config import Settings
 from ..errors import DataError, ProjectError
 from ..inference import Inputs
@@ -31,7 +31,7 @@ def reference_model(settings: Settings, model_dir: Path | None, alias: str) -> L
     except FileNotFoundError as error:
         raise ProjectError(str(error)) from error
     if model.profile is None:
-        raise ProjectError(f"{model.source} has no drift profile (extra_files/profile.json)")
+        raise ProjectError(f"{model.source} has no drift profile ({PROFILE})")
     return model
 
 
