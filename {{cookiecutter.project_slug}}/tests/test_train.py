@@ -19,7 +19,7 @@ from {{ cookiecutter.module_name }}.train import (
     logged_params,
 )
 
-MODELS = ["hist_gradient_boosting", "random_forest", "linear"]
+MODELS = ["hist_gradient_boosting", "random_forest", "linear", "xgboost", "lightgbm", "custom"]
 
 
 def params_for(project_root: Path, task: str, model: str) -> Params:
@@ -28,6 +28,9 @@ def params_for(project_root: Path, task: str, model: str) -> Params:
     params.train.model = model  # type: ignore[assignment]
     params.train.random_forest.n_estimators = 20
     params.train.hist_gradient_boosting.max_iter = 20
+    params.train.xgboost.n_estimators = 20
+    params.train.lightgbm.n_estimators = 20
+    params.train.custom = {"n_estimators": 20}
     return params
 
 
@@ -80,3 +83,9 @@ def test_logged_params_are_those_of_the_chosen_model(project_root: Path) -> None
     assert logged["train.model"] == "random_forest"
     assert logged["train.random_forest.n_estimators"] == 20
     assert not any(key.startswith("train.hist_gradient_boosting") for key in logged)
+
+
+def test_logged_params_of_the_custom_model_are_its_keyword_arguments(project_root: Path) -> None:
+    logged = logged_params(params_for(project_root, "regression", "custom"))
+    assert logged["train.model"] == "custom"
+    assert logged["train.custom.n_estimators"] == 20
