@@ -50,6 +50,7 @@ ALWAYS = [
     "src/{module}/metrics.py",
     "src/{module}/profile.py",
     "src/{module}/registry.py",
+    "src/{module}/runtime.py",
     "src/{module}/schema.py",
     "src/{module}/serving/__init__.py",
     "src/{module}/serving/app.py",

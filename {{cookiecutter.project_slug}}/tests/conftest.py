@@ -14,9 +14,9 @@ from {{ cookiecutter.module_name }}.artifact import (
     REGISTRY,
     write_extra_files,
 )
-from {{ cookiecutter.module_name }}.compiler import plan
 from {{ cookiecutter.module_name }}.config import load_params
 from {{ cookiecutter.module_name }}.profile import build_profile
+from {{ cookiecutter.module_name }}.runtime import plan
 from {{ cookiecutter.module_name }}.schema import (
     infer_schema,
     to_model_frame,

@@ -16,17 +16,14 @@ from sklearn.pipeline import make_pipeline
 
 from {{ cookiecutter.module_name }} import (
     compiler,
+    runtime,
 )
 from {{ cookiecutter.module_name }}.artifact import (
     Runtime,
 )
 from {{ cookiecutter.module_name }}.compiler import (
-    TOLERANCE,
     CompileError,
     compile_pipeline,
-    plan,
-    probe_rows,
-    verify,
 )
 from {{ cookiecutter.module_name }}.config import (
     Params,
@@ -35,6 +32,12 @@ from {{ cookiecutter.module_name }}.config import (
 from {{ cookiecutter.module_name }}.inference import (
     CompiledModel,
     Inputs,
+)
+from {{ cookiecutter.module_name }}.runtime import (
+    TOLERANCE,
+    plan,
+    probe_rows,
+    verify,
 )
 from {{ cookiecutter.module_name }}.schema import (
     FeatureSchema,
@@ -145,7 +148,7 @@ def test_a_corrupted_compiled_model_is_not_kept(
     with pytest.raises(CompileError, match=r"another class|differs"):
         verify(compiled, pipeline, probe_rows(features, schema), schema)
 
-    monkeypatch.setattr(compiler, "compile_pipeline", lambda *args: compiled)
+    monkeypatch.setattr(runtime, "compile_pipeline", lambda *args: compiled)
     serving = plan(pipeline, features, schema)
     assert serving.runtime.predictor == "pipeline"
     assert serving.compiled is None
@@ -176,7 +179,7 @@ def test_a_library_release_outside_the_tested_range_is_declined(
     frame: pd.DataFrame, project_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline, schema, features = fitted("classification", "linear", frame, project_root)
-    monkeypatch.setitem(compiler.TESTED, "sklearn", ((0, 1), (0, 2)))
+    monkeypatch.setitem(runtime.TESTED, "sklearn", ((0, 1), (0, 2)))
 
     serving = plan(pipeline, features, schema)
 
@@ -205,14 +208,14 @@ def test_lightgbm_without_compiled_arrays_records_its_runtime(
     pipeline, schema, features = fitted("regression", "lightgbm", data, project_root)
     pipeline.set_params(model__objective="poisson").fit(features, data["label"])
 
-    runtime = plan(pipeline, features, schema).runtime
+    record = plan(pipeline, features, schema).runtime
 
-    assert runtime.predictor == "pipeline"
-    assert "objective poisson" in runtime.reason
-    assert runtime.extras == ["lightgbm", "pipeline"]
-    assert runtime.system == ["libgomp1"]
-    assert {"lightgbm", "scikit-learn", "skops", "pandas"} <= set(runtime.packages)
-    assert runtime.problems() == []
+    assert record.predictor == "pipeline"
+    assert "objective poisson" in record.reason
+    assert record.extras == ["lightgbm", "pipeline"]
+    assert record.system == ["libgomp1"]
+    assert {"lightgbm", "scikit-learn", "skops", "pandas"} <= set(record.packages)
+    assert record.problems() == []
 
 
 def test_the_custom_model_is_served_by_its_pipeline(
@@ -220,10 +223,10 @@ def test_the_custom_model_is_served_by_its_pipeline(
 ) -> None:
     pipeline, schema, features = fitted("classification", "custom", frame, project_root)
 
-    runtime = plan(pipeline, features, schema).runtime
+    record = plan(pipeline, features, schema).runtime
 
-    assert runtime.predictor == "pipeline"
-    assert runtime.extras == ["pipeline"]
+    assert record.predictor == "pipeline"
+    assert record.extras == ["pipeline"]
 
 
 class Doubler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -252,15 +255,15 @@ def test_a_class_no_server_can_import_is_unservable(
     place.Doubler = Doubler  # type: ignore[attr-defined]
     pipeline.steps[-1] = ("model", make_pipeline(Doubler(), pipeline.steps[-1][1]))
 
-    runtime = plan(pipeline, features, schema).runtime
+    record = plan(pipeline, features, schema).runtime
 
-    assert runtime.predictor == "none"
-    assert "step 'model'" in runtime.reason
-    assert expected in runtime.reason
-    assert runtime.problems() == [runtime.reason]
+    assert record.predictor == "none"
+    assert "step 'model'" in record.reason
+    assert expected in record.reason
+    assert record.problems() == [record.reason]
 
 
 def test_a_version_other_than_the_trained_one_is_a_problem() -> None:
-    runtime = Runtime("pipeline", extras=["pipeline"], packages={"scikit-learn": "0.0.1"})
-    (problem,) = runtime.problems()
+    record = Runtime("pipeline", extras=["pipeline"], packages={"scikit-learn": "0.0.1"})
+    (problem,) = record.problems()
     assert problem.startswith("scikit-learn: the model was trained with 0.0.1, installed is 1.")

@@ -17,13 +17,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import tracking
 from .artifact import write_extra_files
-from .compiler import plan
 from .config import Params, Paths, Settings
 from .data import read_split
 from .errors import ProjectError
 from .estimators import build_estimator
 from .metrics import score
 from .profile import build_profile
+from .runtime import plan
 from .schema import FeatureSchema, to_model_frame
 
 log = logging.getLogger(__name__)
