@@ -149,6 +149,21 @@ def test_invocations_takes_csv(client: TestClient) -> None:
     assert len(answer.json()["predictions"]) == 2
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "size,colour,noise\r51.5,red\r\xb7p",  # bare carriage returns (found by schemathesis)
+        "size,colour,noise\n51.5,red,0.2\x005",  # a NUL byte
+        "size,colour,noise\n" + "1" * 200_000 + ",red,0.25\n",  # over the csv field limit
+        'size,colour,noise\n"51.5,red,0.25\n',  # a quote never closed
+    ],
+)
+def test_malformed_csv_gets_a_4xx(client: TestClient, body: str) -> None:
+    headers = {"Content-Type": "text/csv"}
+    answer = client.post("/invocations", content=body.encode(), headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+
+
 def field_errors(response: Any) -> list[tuple[Any, ...]]:
     return [tuple(item["loc"]) for item in response.json()["detail"]]
 

@@ -192,10 +192,14 @@ class RequestParser:
             text = body.decode("utf-8")
         except UnicodeDecodeError as error:
             raise RequestError(400, "CSV must be UTF-8") from error
-        reader = csv.DictReader(io.StringIO(text))
+        try:
+            # newline="": a carriage return inside a field is data, as csv expects
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as error:
+            raise RequestError(400, f"malformed CSV: {error}") from error
         numeric = set(self.schema.numeric)
         records: list[dict[str, Any]] = []
-        for row in reader:
+        for row in rows:
             if None in row:
                 raise RequestError(
                     422, [{"loc": ["body", len(records)], "msg": "more values than columns"}]
