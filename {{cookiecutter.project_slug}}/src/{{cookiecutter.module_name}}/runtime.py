@@ -49,7 +49,7 @@ TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
 RUNTIME_EXTRAS = {"sklearn": "pipeline", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 # Modules that come with the pipeline extra or with Python itself.
 WITH_THE_PIPELINE = {"builtins", "collections", "numpy", "scipy", "pandas", "functools"}
-WITH_THE_PIPELINE |= {"operator", "math", "datetime", "sklearn", PACKAGE}
+WITH_THE_PIPELINE |= {"operator", "math", "datetime", PACKAGE}
 # Debian packages an extra needs in the image: LightGBM's wheel links the system OpenMP.
 SYSTEM_PACKAGES = {"lightgbm": ["libgomp1"]}
 UNSEEN = "<a category never seen in training>"
