@@ -10,6 +10,7 @@ the server's settings.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,13 @@ from conftest import bake_project
 Doc = dict[str, Any]
 
 K8S_VERSION = "1.32.0"
-OVERLAYS = ("staging", "production", "canary")
+OVERLAYS = ("staging", "production", "canary", "blue-green")
+# Where each overlay deploys: canary and blue-green are ways of running production.
+NAMESPACE_OF = {
+    overlay: "staging" if overlay == "staging" else "production" for overlay in OVERLAYS
+}
+COLORS = ("blue", "green")
+LIVE_FILE = "deploy/k8s/overlays/blue-green/live.yaml"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 RESTRICTED_VOLUMES = {
     "configMap",
@@ -139,11 +146,12 @@ def serve_port(baked: BakedProject) -> int:
 
 def test_makefile_has_the_kubernetes_targets(baked: BakedProject) -> None:
     makefile = baked.read("make/kubernetes.mk")  # included by the Makefile
-    for target in ("k8s-render", "k8s-validate", "k8s-deploy"):
+    for target in ("k8s-render", "k8s-validate", "k8s-deploy", "k8s-switch"):
         assert re.search(rf"^{target}:.*## \S", makefile, re.MULTILINE), target
-    dry_run = baked.check("make", "-n", "k8s-deploy", "ENV=production", "UV=/bin/true").stdout
-    assert "kubectl apply -k deploy/k8s/overlays/production" in dry_run
-    assert f"--kubernetes-version {K8S_VERSION}" in dry_run
+    for overlay in ("production", "blue-green"):
+        dry_run = baked.check("make", "-n", "k8s-deploy", f"ENV={overlay}", "UV=/bin/true").stdout
+        assert f"kubectl apply -k deploy/k8s/overlays/{overlay}" in dry_run
+        assert f"--kubernetes-version {K8S_VERSION}" in dry_run
 
 
 def test_every_core_object_passes_strict_schemas(
@@ -221,7 +229,7 @@ def test_operator_objects_follow_the_monitoring_option(
             expected = [] if overlay == "canary" else [f"{slug}-retrain"]
             assert cronjobs == expected, "the drift command only exists with monitoring=prometheus"
         return
-    for overlay in ("staging", "production"):
+    for overlay in ("staging", "production", "blue-green"):
         docs = rendered[overlay]
         monitor = one(docs, "ServiceMonitor", slug)
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -229,10 +237,10 @@ def test_operator_objects_follow_the_monitoring_option(
         assert monitor["spec"]["endpoints"] == [
             {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
         ]
-        assert monitor["metadata"]["namespace"] == f"{slug}-{overlay}"
+        assert monitor["metadata"]["namespace"] == f"{slug}-{NAMESPACE_OF[overlay]}"
         rule = one(docs, "PrometheusRule", slug)
         assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-        assert rule["metadata"]["namespace"] == f"{slug}-{overlay}"
+        assert rule["metadata"]["namespace"] == f"{slug}-{NAMESPACE_OF[overlay]}"
         groups = rule["spec"]["groups"]
         assert groups
         for group in groups:
@@ -257,7 +265,7 @@ def test_prometheus_rule_mirrors_the_alerts_file(
     (alerts,) = baked.load(alerts_file)
     (rule,) = baked.load(rule_file)
     assert rule["spec"] == {"groups": alerts["groups"]}
-    for overlay in ("staging", "production"):
+    for overlay in ("staging", "production", "blue-green"):
         rendered_rule = one(rendered[overlay], "PrometheusRule", baked.path.name)
         assert rendered_rule["spec"]["groups"] == alerts["groups"]
 
@@ -401,10 +409,10 @@ def test_overlays_set_their_environment(
     uri = answers["mlflow_tracking_uri"]
     in_cluster = "http://mlflow.mlflow.svc.cluster.local:5000"
     expected_uri = in_cluster if uri.startswith("sqlite") else uri
-    bounds = {"staging": (1, 2), "production": (3, 10)}
-    workers = {"staging": "1", "production": "2", "canary": "2"}
+    bounds = {"staging": (1, 2), "production": (3, 10), "blue-green": (3, 10)}
+    workers = {"staging": "1", "production": "2", "canary": "2", "blue-green": "2"}
     for overlay, docs in rendered.items():
-        namespace = f"{slug}-{'production' if overlay == 'canary' else overlay}"
+        namespace = f"{slug}-{NAMESPACE_OF[overlay]}"
         for doc in docs:
             assert doc["metadata"].get("namespace", doc["metadata"]["name"]) == namespace
         (config,) = of_kind(docs, "ConfigMap")
@@ -426,10 +434,12 @@ def test_overlays_set_their_environment(
         assert namespace_doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
             "restricted"
         )
-        hpa = one(docs, "HorizontalPodAutoscaler", slug)["spec"]
-        assert (hpa["minReplicas"], hpa["maxReplicas"]) == bounds[overlay]
-        (metric,) = hpa["metrics"]
-        assert metric["resource"]["name"] == "cpu"
+        hpas = of_kind(docs, "HorizontalPodAutoscaler")
+        assert len(hpas) == len(of_kind(docs, "Deployment")), "one autoscaler per Deployment"
+        for hpa in (doc["spec"] for doc in hpas):
+            assert (hpa["minReplicas"], hpa["maxReplicas"]) == bounds[overlay]
+            (metric,) = hpa["metrics"]
+            assert metric["resource"]["name"] == "cpu"
 
 
 def test_canary_is_production_but_for_image_and_track(
@@ -495,3 +505,210 @@ def test_names_fit_kubernetes_limits(rendered: dict[str, list[Doc]]) -> None:
                 for value in item["metadata"].get("labels", {}).values():
                     assert len(value) <= 63, value
                     assert LABEL_VALUE.fullmatch(value), value
+
+
+# --- blue-green ---------------------------------------------------------------------------
+
+
+def keyed(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+
+
+def without_color(value: Any, color: str, slug: str) -> Any:
+    """`value` with the colour taken out: no `color: <color>` label, <slug>-<color> named <slug>."""
+    if isinstance(value, dict):
+        return {
+            key: without_color(item, color, slug)
+            for key, item in value.items()
+            if (key, item) != ("color", color)
+        }
+    if isinstance(value, list):
+        return [without_color(item, color, slug) for item in value]
+    return slug if value == f"{slug}-{color}" else value
+
+
+def test_blue_green_is_production_with_its_api_in_two_colors(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    """Production's objects, but its Deployment, autoscaler and disruption budget twice."""
+    slug = baked.path.name
+    production, blue_green = keyed(rendered["production"]), keyed(rendered["blue-green"])
+    per_color = ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+    shared = {key for key in production if key[0] not in per_color}
+    assert set(blue_green) == shared | {
+        (kind, f"{slug}-{color}") for kind in per_color for color in COLORS
+    }
+    for key in shared - {("Service", slug), ("ServiceMonitor", slug)}:
+        assert blue_green[key] == production[key], key
+    service = copy.deepcopy(blue_green[("Service", slug)])
+    assert service["spec"]["selector"].pop("color") == "blue"
+    assert service == production[("Service", slug)]
+    if ("ServiceMonitor", slug) in production:
+        monitor = copy.deepcopy(blue_green[("ServiceMonitor", slug)])
+        assert monitor["spec"]["podTargetLabels"] == ["track", "color"]
+        monitor["spec"]["podTargetLabels"].remove("color")
+        assert monitor == production[("ServiceMonitor", slug)]
+    for color in COLORS:
+        for kind in per_color:
+            colored = blue_green[(kind, f"{slug}-{color}")]
+            assert colored["metadata"]["labels"]["color"] == color
+            assert without_color(colored, color, slug) == production[(kind, slug)], (kind, color)
+
+
+def test_blue_green_selectors_pick_one_color(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    slug = baked.path.name
+    docs = rendered["blue-green"]
+    templates = {
+        owner["metadata"]["name"]: labels_of(template)
+        for owner, template in pod_templates(docs)
+        if owner["kind"] == "Deployment"
+    }
+    assert {name: labels["color"] for name, labels in templates.items()} == {
+        f"{slug}-{color}": color for color in COLORS
+    }
+
+    def selected(selector: Mapping[str, Any]) -> list[str]:
+        return [name for name, labels in templates.items() if selects(selector, labels)]
+
+    service = one(docs, "Service", slug)
+    assert selected({"matchLabels": service["spec"]["selector"]}) == [f"{slug}-blue"]
+    assert selected(one(docs, "NetworkPolicy", slug)["spec"]["podSelector"]) == list(templates)
+    for color in COLORS:
+        name = f"{slug}-{color}"
+        assert selected(one(docs, "Deployment", name)["spec"]["selector"]) == [name]
+        assert selected(one(docs, "PodDisruptionBudget", name)["spec"]["selector"]) == [name]
+        target = one(docs, "HorizontalPodAutoscaler", name)["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+
+
+@pytest.fixture
+def copied(baked: BakedProject, tmp_path: Path) -> BakedProject:
+    """A copy of the project that a test may edit (the module's other tests share `baked`)."""
+    shutil.copytree(baked.path, tmp_path / baked.path.name, symlinks=True)
+    return BakedProject(tmp_path / baked.path.name, baked.answers)
+
+
+def project_files(project: BakedProject) -> dict[str, bytes]:
+    return {
+        name: (project.path / name).read_bytes()
+        for name in project.files()
+        if not name.startswith("build/")
+    }
+
+
+def test_make_k8s_switch_changes_the_service_selector_only(copied: BakedProject) -> None:
+    slug = copied.path.name
+    overlay = "deploy/k8s/overlays/blue-green"
+    files = project_files(copied)
+    before = copied.check("kubectl", "kustomize", overlay).stdout
+
+    switched = copied.check("make", "--no-print-directory", "k8s-switch", "COLOR=green")
+    assert switched.stdout.splitlines()[-1].strip() == f"kubectl apply -k {overlay}"
+    assert "commit" in switched.stdout.lower()
+    changed = project_files(copied)
+    assert {name for name in files if files[name] != changed[name]} == {LIVE_FILE}
+    assert set(changed) == set(files)
+    after = copied.check("kubectl", "kustomize", overlay).stdout
+    old, new = (keyed([doc for doc in yaml.safe_load_all(text) if doc]) for text in (before, after))
+    assert set(new) == set(old)
+    assert [key for key in old if old[key] != new[key]] == [("Service", slug)]
+    selector = new[("Service", slug)]["spec"]["selector"]
+    assert (old[("Service", slug)]["spec"]["selector"]["color"], selector["color"]) == (
+        "blue",
+        "green",
+    )
+    service = copy.deepcopy(new[("Service", slug)])
+    service["spec"]["selector"]["color"] = "blue"
+    assert service == old[("Service", slug)]
+    green = one(list(new.values()), "Deployment", f"{slug}-green")["spec"]["template"]
+    assert selects({"matchLabels": selector}, labels_of(green))
+
+    again = copied.check("make", "--no-print-directory", "k8s-switch", "COLOR=green")
+    assert "already" in again.stdout
+    assert project_files(copied) == changed
+
+    copied.check("make", "--no-print-directory", "k8s-switch", "COLOR=blue")
+    assert project_files(copied) == files
+    assert copied.check("kubectl", "kustomize", overlay).stdout == before
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["COLOR=purple"], "COLOR=purple"),
+        (["COLOR=Green"], "COLOR=Green"),
+        (["COLOR=blue green"], "COLOR=blue green"),
+        (["COLOR=green; touch pwned"], "COLOR=green; touch pwned"),
+        (["COLOR="], "COLOR is not set"),
+        ([], "COLOR is not set"),
+    ],
+)
+def test_make_k8s_switch_refuses_a_bad_color(
+    copied: BakedProject, arguments: list[str], message: str
+) -> None:
+    files = project_files(copied)
+    result = copied.run("make", "k8s-switch", *arguments, env={"COLOR": ""})
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert "COLOR=blue or COLOR=green" in result.stderr
+    assert project_files(copied) == files
+
+
+def stand_in_kubectl(directory: Path) -> dict[str, str]:
+    """A `kubectl` that logs its arguments and, for `apply -k DIR`, renders DIR."""
+    real = shutil.which("kubectl")
+    assert real is not None
+    script = directory / "kubectl"
+    script.write_text(
+        "#!/bin/sh\n"
+        'printf "%s\\n" "$*" >> "$KUBECTL_LOG"\n'
+        f'[ "$1 $2" = "apply -k" ] && exec {real} kustomize "$3" > "$KUBECTL_APPLIED"\n'
+        "exit 0\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return {
+        "PATH": f"{directory}:{os.environ['PATH']}",
+        "KUBECTL_LOG": str(directory / "kubectl.log"),
+        "KUBECTL_APPLIED": str(directory / "applied.yaml"),
+    }
+
+
+def test_blue_green_releases_to_the_idle_color(copied: BakedProject, tmp_path: Path) -> None:
+    """k8s-release ENV=blue-green: IMAGE:TAG to the idle colour, the live one left out."""
+    slug, image = copied.path.name, "ghcr.io/acme-corp/some-repo"
+    env = stand_in_kubectl(tmp_path)
+    log, applied = Path(env["KUBECTL_LOG"]), Path(env["KUBECTL_APPLIED"])
+    namespace = f"{slug}-production"
+    for live, idle in (("blue", "green"), ("green", "blue")):
+        log.unlink(missing_ok=True)
+        release = copied.check(
+            "make", "k8s-release", "ENV=blue-green", f"IMAGE={image}", "TAG=0123abc", env=env
+        )
+        assert log.read_text("utf-8").splitlines() == [
+            f"apply -k build/k8s/release-blue-green -l color!={live}",
+            f"-n {namespace} rollout status deployment/{slug}-{idle} --timeout=10m",
+        ]
+        assert f"make k8s-switch COLOR={idle}" in release.stdout
+        docs = keyed([doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc])
+        for color, expected in ((idle, f"{image}:0123abc"), (live, f"{slug}:0.1.0")):
+            template = docs[("Deployment", f"{slug}-{color}")]["spec"]["template"]
+            assert api_container(template)["image"].endswith(expected), color
+        # what `-l color!=<live>` lets through: everything but the live colour's objects
+        left_out = [
+            key
+            for key, doc in docs.items()
+            if doc["metadata"].get("labels", {}).get("color") == live
+        ]
+        assert sorted(left_out) == sorted(
+            (kind, f"{slug}-{live}")
+            for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+        )
+        log.unlink()
+        rollback = copied.run("make", "k8s-rollback", "ENV=blue-green", env=env)
+        assert rollback.returncode == 2
+        assert f"make k8s-switch COLOR={idle}" in rollback.stderr
+        assert not log.exists(), "nothing was rolled back"
+        copied.check("make", "k8s-switch", f"COLOR={idle}")

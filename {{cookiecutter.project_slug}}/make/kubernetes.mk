@@ -2,11 +2,11 @@
 
 # deploy/k8s/: kubectl with its built-in kustomize. The check runs offline on the schemas
 # kubernetes-validate ships for K8S_VERSION (uv fetches the tool on first use).
-K8S_OVERLAYS := staging production canary
+K8S_OVERLAYS := staging production canary blue-green
 K8S_VERSION ?= 1.32.0
 ENV ?= staging
 
-.PHONY: k8s-render k8s-validate k8s-deploy
+.PHONY: k8s-render k8s-validate k8s-deploy k8s-switch
 
 k8s-render: ## Render each overlay of deploy/k8s/ to build/k8s/<overlay>.yaml (kubectl kustomize)
 	@mkdir -p build/k8s
@@ -20,14 +20,44 @@ k8s-validate: k8s-render $(UV) ## Check the rendered manifests: strict Kubernete
 	  --kubernetes-version $(K8S_VERSION) $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml)
 
 k8s-deploy: k8s-validate ## Apply an overlay to kubectl's current context: make k8s-deploy ENV=staging
-	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (staging, production, canary)"; exit 2; }
+	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (one of: $(K8S_OVERLAYS))"; exit 2; }
 	kubectl apply -k deploy/k8s/overlays/$(ENV)
+
+# Blue-green: the Service of deploy/k8s/overlays/blue-green sends the traffic to the live
+# colour, the `color:` line of its live.yaml; releases go to the other, idle, colour.
+K8S_BLUE_GREEN := deploy/k8s/overlays/blue-green
+K8S_LIVE_FILE := $(K8S_BLUE_GREEN)/live.yaml
+# $(call k8s_color,VALUE,MESSAGE): VALUE if it is blue or green, else stop with MESSAGE.
+k8s_color = $(if $(and $(filter 1,$(words $1)),$(filter blue green,$1)),$1,$(error $2))
+K8S_LIVE_COLOR = $(call k8s_color,$(shell sed -n 's/^    color: //p' $(K8S_LIVE_FILE) 2>/dev/null),$(K8S_LIVE_FILE): no line `    color: blue` or `    color: green`)
+K8S_IDLE_COLOR = $(if $(filter blue,$(K8S_LIVE_COLOR)),green,blue)
+K8S_COLOR = $(call k8s_color,$(COLOR),$(if $(COLOR),COLOR=$(COLOR) is not a colour,COLOR is not set): make k8s-switch COLOR=blue or COLOR=green)
+
+k8s-switch: ## Blue-green: the Service selects COLOR, in the overlay's live.yaml (to commit; applies nothing)
+	@color=$(K8S_COLOR); live=$(K8S_LIVE_COLOR); \
+	if [ "$$color" = "$$live" ]; then \
+	  echo "$$color is live already ($(K8S_LIVE_FILE)): nothing to change"; \
+	else \
+	  sed "s/^    color: .*/    color: $$color/" $(K8S_LIVE_FILE) > $(K8S_LIVE_FILE).tmp && \
+	    mv $(K8S_LIVE_FILE).tmp $(K8S_LIVE_FILE) && \
+	  echo "$(K8S_LIVE_FILE): the Service selects $$color (was $$live). Commit it, then apply it:" && \
+	  echo "  kubectl apply -k $(K8S_BLUE_GREEN)"; \
+	fi
+
 # The deploy workflow: ENV's overlay with the API image $(IMAGE):$(TAG) and the jobs'
 # $(IMAGE)-train:$(TAG), through build/k8s/release-<ENV>/kustomization.yaml, which
 # patches the images (nothing under deploy/ changes); kubectl's current context.
 K8S_ENV = $(if $(and $(filter 1,$(words $(ENV))),$(filter $(ENV),$(K8S_OVERLAYS))),$(ENV),$(error ENV=$(ENV): use one of $(K8S_OVERLAYS)))
-K8S_NAMESPACE = {{ cookiecutter.project_slug }}-$(if $(filter canary,$(K8S_ENV)),production,$(K8S_ENV))
-K8S_DEPLOYMENT = {{ cookiecutter.project_slug }}$(if $(filter canary,$(K8S_ENV)),-canary)
+# ENV=blue-green releases to the idle colour and leaves the live one alone (the apply
+# skips its objects); `make k8s-switch` then gives the idle colour the traffic.
+K8S_NAMESPACE = {{ cookiecutter.project_slug }}-$(if $(filter canary blue-green,$(K8S_ENV)),production,$(K8S_ENV))
+K8S_DEPLOYMENT = {{ cookiecutter.project_slug }}$(if $(filter canary,$(K8S_ENV)),-canary)$(if $(filter blue-green,$(K8S_ENV)),-$(K8S_IDLE_COLOR))
+K8S_APPLY_SELECTOR = $(if $(filter blue-green,$(K8S_ENV)), -l 'color!=$(K8S_LIVE_COLOR)')
+K8S_RELEASED = $(IMAGE):$(TAG) runs in $(K8S_DEPLOYMENT), idle. To make it live: its newTag in \
+  $(K8S_BLUE_GREEN)/$(K8S_IDLE_COLOR)/kustomization.yaml and make k8s-switch COLOR=$(K8S_IDLE_COLOR), \
+  committed together, then kubectl apply -k $(K8S_BLUE_GREEN)
+K8S_NO_ROLLBACK = ENV=blue-green rolls back by switching the traffic to the other colour, \
+  $(K8S_IDLE_COLOR) (idle now): make k8s-switch COLOR=$(K8S_IDLE_COLOR), commit, then kubectl apply -k $(K8S_BLUE_GREEN)
 K8S_RELEASE_DIR = build/k8s/release-$(K8S_ENV)
 K8S_ROLLOUT_TIMEOUT ?= 10m
 K8S_SMOKE_PORT ?= 18080
@@ -44,6 +74,7 @@ k8s-release: ## Apply overlay ENV with IMAGE:TAG (jobs: IMAGE-train:TAG), wait f
 	  'patches:' \
 	  '  - target:' \
 	  '      kind: Deployment' \
+	  '      name: $(K8S_DEPLOYMENT)' \
 	  '    patch: |-' \
 	  '      - op: replace' \
 	  '        path: /spec/template/spec/containers/0/image' \
@@ -55,8 +86,9 @@ k8s-release: ## Apply overlay ENV with IMAGE:TAG (jobs: IMAGE-train:TAG), wait f
 	  '        path: /spec/jobTemplate/spec/template/spec/containers/0/image' \
 	  '        value: $(IMAGE)-train:$(TAG)' \
 	  > $(K8S_RELEASE_DIR)/kustomization.yaml
-	kubectl apply -k $(K8S_RELEASE_DIR)
+	kubectl apply -k $(K8S_RELEASE_DIR)$(K8S_APPLY_SELECTOR)
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
+	$(if $(filter blue-green,$(K8S_ENV)),@echo "$(K8S_RELEASED)")
 
 k8s-smoke: setup ## Smoke-test ENV's Service through kubectl port-forward: ready, then one prediction
 	@kubectl -n $(K8S_NAMESPACE) port-forward service/{{ cookiecutter.project_slug }} $(K8S_SMOKE_PORT):80 >/dev/null & forward=$$!; \
@@ -64,5 +96,6 @@ k8s-smoke: setup ## Smoke-test ENV's Service through kubectl port-forward: ready
 	  kill $$forward; exit $$status
 
 k8s-rollback: ## Roll ENV's API back to its previous image (kubectl rollout undo), wait for it
+	$(if $(filter blue-green,$(K8S_ENV)),@echo "$(K8S_NO_ROLLBACK)" >&2; exit 2)
 	kubectl -n $(K8S_NAMESPACE) rollout undo deployment/$(K8S_DEPLOYMENT)
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)

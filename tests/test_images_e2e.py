@@ -1,0 +1,212 @@
+"""The rendered Dockerfile, unchanged, built by a real engine and run as the manifests say.
+
+podman (tests/containers.py) builds both targets through the project's own
+`make docker-build` / `make docker-build-train` (DOCKER= a podman wrapper). The serve
+container runs with the security context, volumes and environment of the rendered
+production Deployment; the train container runs the retrain CronJob's command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from baked import BakedProject, free_port
+from containers import ROOT, Image, container, docker_command, ensure_bases, podman
+from test_serve_e2e import RECORD_SCRIPT, call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
+TRAINING_ONLY = ("sklearn", "pandas", "mlflow", "skops", "dvc", "xgboost", "lightgbm")
+
+
+def rendered_overlay(project: BakedProject, overlay: str) -> list[dict[str, Any]]:
+    output = subprocess.run(
+        ["kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}"],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [document for document in yaml.safe_load_all(output) if document]
+
+
+def pod_options(
+    project: BakedProject, kind: str, overrides: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """`podman run` options for the first container of the production overlay's `kind`.
+
+    Its user, read-only root, capabilities, privilege escalation, a tmpfs where it mounts
+    an emptyDir, its env and the ConfigMap's. Returns the options and the container spec.
+    """
+    objects = rendered_overlay(project, "production")
+    (workload,) = [item for item in objects if item["kind"] == kind]
+    pod = workload["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        pod = workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    spec = pod["containers"][0]
+    security = {**pod["securityContext"], **spec["securityContext"]}
+    options = [f"--user={security['runAsUser']}:{security['runAsGroup']}"]
+    if security["readOnlyRootFilesystem"]:
+        options.append("--read-only")
+    options += [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
+    if security["allowPrivilegeEscalation"] is False:
+        options.append("--security-opt=no-new-privileges")
+    empty_dirs = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    options += [
+        f"--tmpfs={mount['mountPath']}"
+        for mount in spec["volumeMounts"]
+        if mount["name"] in empty_dirs
+    ]
+    configmaps = {
+        item["metadata"]["name"]: item["data"] for item in objects if item["kind"] == "ConfigMap"
+    }
+    env: dict[str, str] = {}
+    for source in spec.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+    env.update({item["name"]: item["value"] for item in spec.get("env", [])})
+    env.update(overrides or {})
+    options += [f"--env={key}={value}" for key, value in env.items()]
+    return options, spec
+
+
+@pytest.fixture(scope="module")
+def project(exported_project: BakedProject) -> BakedProject:
+    return exported_project
+
+
+@pytest.fixture(scope="module")
+def docker(project: BakedProject) -> str:
+    ensure_bases(project.path / "Dockerfile")
+    return f"DOCKER={docker_command()}"
+
+
+@pytest.fixture(scope="module")
+def serve_image(project: BakedProject, docker: str) -> Image:
+    project.check(
+        "make", "docker-build", docker, "IMAGE=localhost/images-e2e", "TAG=serve", timeout=2400
+    )
+    return Image("localhost/images-e2e:serve")
+
+
+@pytest.fixture(scope="module")
+def running(project: BakedProject, serve_image: Image) -> Iterator[tuple[str, str]]:
+    """The serve image as the production Deployment runs it; yields (container, URL).
+
+    Only PORT differs from the manifest: the host network is the only one here.
+    """
+    port = free_port()
+    options, spec = pod_options(project, "Deployment", {"PORT": str(port)})
+    assert spec["image"] == project.path.name
+    with container(serve_image, *options) as name:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call(f"{base}/health/ready")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+            assert state == "running", podman("logs", name).stderr[-3000:]
+            assert time.monotonic() < deadline, "the container never became ready"
+            time.sleep(0.5)
+        yield name, base
+
+
+def test_the_serve_image_answers_as_the_pod_spec_runs_it(
+    project: BakedProject, running: tuple[str, str]
+) -> None:
+    name, base = running
+    records = json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout)[:5]
+    status, answer = call(f"{base}/predict", records)
+    assert status == 200, answer
+    assert len(answer["predictions"]) == 5
+    status, answer = call(f"{base}/predict", [{"mean_radius": "wide"}])
+    assert status == 422
+    assert "mean_radius" in json.dumps(answer)
+    identity = podman("exec", name, "id", "-u").stdout.strip()
+    assert identity == "10001"
+    written = podman("exec", name, "touch", "/app/x", check=False)
+    assert written.returncode != 0, "the root filesystem is read-only"
+    assert "Read-only file system" in written.stderr
+    smoke = project.check(f".venv/bin/{project.path.name}", "smoke", "--url", base)
+    assert "predicted" in smoke.stdout
+
+
+def test_the_image_healthcheck_passes(serve_image: Image, running: tuple[str, str]) -> None:
+    name, _ = running
+    assert "/health/live" in " ".join(serve_image.config["Healthcheck"]["Test"])
+    checked = podman("healthcheck", "run", name, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_serve_image_holds_no_training_library(
+    project: BakedProject, serve_image: Image
+) -> None:
+    script = (
+        "import importlib.util, json; "
+        f"print(json.dumps([m for m in {TRAINING_ONLY!r} if importlib.util.find_spec(m)]))"
+    )
+    found = serve_image.run("python", "-c", script).stdout
+    assert json.loads(found) == [], "the compiled runtime needs none of them"
+    runtime = json.loads(project.read("build/model/extra_files/runtime.json"))
+    assert runtime["predictor"] == "compiled"
+    size = serve_image.size_mb
+    (ROOT / "serve-image-size.txt").write_text(f"{size:.0f} MB\n", encoding="utf-8")
+    print(f"serve image: {size:.0f} MB")
+
+
+def test_the_images_carry_labels_and_an_sbom(project: BakedProject, serve_image: Image) -> None:
+    labels = serve_image.config["Labels"]
+    revision = project.check("git", "rev-parse", "HEAD").stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == revision
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.source"].endswith(f"/{project.path.name}")
+    sbom = json.loads(serve_image.run("cat", "/app/sbom.cdx.json").stdout)
+    assert sbom["bomFormat"] == "CycloneDX"
+    components = {item["name"]: item.get("version") for item in sbom["components"]}
+    locked = project.load("uv.lock")
+    pins = {package["name"]: package.get("version") for package in locked["package"]}
+    for name in ("fastapi", "numpy", "uvicorn"):
+        assert components[name] == pins[name], name
+    assert "scikit-learn" not in components, "the SBOM lists what the image installs"
+
+
+def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
+    project: BakedProject, docker: str, tmp_path: Path
+) -> None:
+    project.check(
+        "make", "docker-build-train", docker, "IMAGE=localhost/images-e2e", "TAG=t", timeout=2400
+    )
+    image = Image("localhost/images-e2e-train:t")
+    store = tmp_path / "store"
+    store.mkdir()
+    subprocess.run(["chown", "10001:10001", str(store)], check=True)
+    options, spec = pod_options(
+        project, "CronJob", {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db"}
+    )
+    assert spec["image"] == f"{project.path.name}-train"
+    command = [*spec["command"], *spec["args"]]
+    ran = podman(
+        "run", "--rm", "--network=host", *options, f"--volume={store}:/store",
+        f"--workdir={spec['workingDir']}", "--entrypoint", command[0], image.name, *command[1:],
+        timeout=1800,
+    )  # fmt: skip
+    assert "Running stage 'register'" in ran.stdout + ran.stderr
+    script = (
+        "import sys; from mlflow import MlflowClient; "
+        "client = MlflowClient(sys.argv[1]); "
+        "print(client.get_model_version_by_alias(sys.argv[2], 'champion').version)"
+    )
+    champion = project.check(
+        ".venv/bin/python", "-c", script, f"sqlite:///{store}/mlflow.db", project.path.name
+    )
+    assert champion.stdout.strip() == "1"
