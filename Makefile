@@ -12,7 +12,7 @@ DEMO_PORT ?= 8765
 # Parallel test workers; the machines we target have 2 cores.
 WORKERS ?= 2
 
-.PHONY: help install demo test test-fast lint bench clean
+.PHONY: help install system-tools demo test test-fast lint bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/uv
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv with the template's dev and test tools
+
+system-tools: ## Install the Debian packages the tests run (podman, PostgreSQL, Prometheus' tools)
+	@scripts/system-tools.sh
+	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the kustomize tests will fail" >&2
 
 # GIT_CEILING_DIRECTORIES keeps git from seeing this repository above build/, so the
 # demo gets its own repository exactly as a user's fresh render does.
@@ -41,7 +45,7 @@ demo: install ## Render the default project into build/demo, install, test and r
 	@echo "registration (reports/registration.json):"; cat $(DEMO)/reports/registration.json
 	@echo "next: cd $(DEMO) && make help   (make mlflow-ui shows the run and the registry)"
 
-test: install ## The whole template suite: structural tests and end-to-end installs
+test: install system-tools ## The whole template suite: structural tests, end-to-end installs, images
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 test-fast: install ## Structural tests only (no project installs)

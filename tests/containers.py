@@ -1,6 +1,6 @@
 """Podman for the template tests, with the stand-in base images no registry here serves.
 
-Everything lives under build/podman: storage (vfs), run root and a containers.conf
+Everything lives under build/podman: storage, run root and a containers.conf
 passed through CONTAINERS_CONF, so the machine's /etc/containers and a developer's own
 podman setup are untouched. Rootful podman with runc and cgroupfs: what works on these
 machines (crun cannot set RLIMIT_NOFILE here, hence `default_ulimits = []`).
@@ -23,6 +23,9 @@ import os
 import re
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -58,8 +61,38 @@ def available() -> str | None:
     if missing:
         return f"{', '.join(missing)} not installed (make test installs them with apt-get)"
     if os.geteuid() != 0:
-        return "podman runs rootful in these tests (vfs storage, runc): run make test as root"
+        return "podman runs rootful in these tests (runc, cgroupfs): run make test as root"
     return None
+
+
+def _global_options(driver: str) -> list[str]:
+    return [
+        "--root", str(ROOT / f"storage-{driver}"),
+        "--runroot", str(ROOT / f"run-{driver}"),
+        "--storage-driver", driver,
+        "--runtime", "runc",
+        "--cgroup-manager", "cgroupfs",
+    ]  # fmt: skip
+
+
+def storage_driver() -> str:
+    """overlay where the kernel offers it to podman (fast, layers share files), else vfs
+    (every layer a full copy: slow and large, but it works everywhere)."""
+    chosen = ROOT / "storage-driver"
+    if chosen.is_file():
+        return chosen.read_text(encoding="utf-8").strip()
+    env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "containers.conf")}
+    probe = subprocess.run(
+        ["podman", *_global_options("overlay"), "info", "--format", "{{.Store.GraphDriverName}}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    driver = "overlay" if probe.returncode == 0 and probe.stdout.strip() == "overlay" else "vfs"
+    chosen.write_text(driver + "\n", encoding="utf-8")
+    return driver
 
 
 def docker_command() -> Path:
@@ -71,21 +104,24 @@ def docker_command() -> Path:
     reason = available()
     if reason:
         _fail(f"podman cannot run: {reason}")
-    ROOT.mkdir(parents=True, exist_ok=True)
-    conf = ROOT / "containers.conf"
-    conf.write_text(CONF, encoding="utf-8")
     wrapper = ROOT / "docker"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = build ]; then\n'
-        '  shift; set -- build --pull=never --format docker --network host --layers "$@"\n'
-        "fi\n"
-        f"CONTAINERS_CONF={conf} exec podman --root {ROOT / 'storage'} "
-        f"--runroot {ROOT / 'run'} --storage-driver vfs --runtime runc "
-        '--cgroup-manager cgroupfs "$@"\n',
-        encoding="utf-8",
-    )
-    wrapper.chmod(0o755)
+    if wrapper.is_file():
+        return wrapper
+    with machine_lock():
+        conf = ROOT / "containers.conf"
+        conf.write_text(CONF, encoding="utf-8")
+        options = " ".join(_global_options(storage_driver()))
+        script = (
+            "#!/bin/sh\n"
+            'if [ "$1" = build ]; then\n'
+            '  shift; set -- build --pull=never --format docker --network host --layers "$@"\n'
+            "fi\n"
+            f'CONTAINERS_CONF={conf} exec podman {options} "$@"\n'
+        )
+        partial = ROOT / "docker.partial"
+        partial.write_text(script, encoding="utf-8")
+        partial.chmod(0o755)
+        partial.replace(wrapper)
     return wrapper
 
 
@@ -191,18 +227,24 @@ def _uv_stand_in(version: str) -> None:
 
 
 def ensure_bases(dockerfile: Path, python_version: str | None = None) -> None:
-    """The base images a Dockerfile names, for its default PYTHON_VERSION or the one given."""
+    """The base images a Dockerfile names: its python:<version>-slim (PYTHON_VERSION's
+    default, or `python_version`) and ghcr.io/astral-sh/uv:<version>."""
     text = dockerfile.read_text(encoding="utf-8")
-    uv_version = re.search(r"^FROM ghcr\.io/astral-sh/uv:(\S+)", text, flags=re.M)
     default = re.search(r"^ARG PYTHON_VERSION=(\S+)", text, flags=re.M)
-    assert uv_version, f"{dockerfile} takes uv from ghcr.io/astral-sh/uv:<version>"
-    assert default, f"{dockerfile} has ARG PYTHON_VERSION=<version>"
-    python_version = python_version or default[1]
+    if python_version is None and default:
+        python_version = default[1]
+    text = text.replace("${PYTHON_VERSION}", python_version or "")
+    pythons = set(re.findall(r"^FROM python:(\S+)-slim\b", text, flags=re.M))
+    uvs = set(re.findall(r"^FROM ghcr\.io/astral-sh/uv:(\S+)", text, flags=re.M))
+    assert pythons, f"{dockerfile} builds on no python:<version>-slim"
+    docker_command()  # takes the lock itself
     with machine_lock():
-        if not has_image(f"docker.io/library/python:{python_version}-slim"):
-            _python_stand_in(python_version)
-        if not has_image(f"ghcr.io/astral-sh/uv:{uv_version[1]}"):
-            _uv_stand_in(uv_version[1])
+        for version in sorted(pythons):
+            if not has_image(f"docker.io/library/python:{version}-slim"):
+                _python_stand_in(version)
+        for version in sorted(uvs):
+            if not has_image(f"ghcr.io/astral-sh/uv:{version}"):
+                _uv_stand_in(version)
 
 
 @dataclass
@@ -222,16 +264,24 @@ class Image:
         config: dict[str, Any] = self.inspect()["Config"]
         return config
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return podman("run", "--rm", "--network", "host", *args, self.name, timeout=timeout)
+    @property
+    def healthcheck(self) -> list[str]:
+        test: list[str] = self.inspect()["Healthcheck"]["Test"]
+        return test
+
+    def run(self, *command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """`command` in a throwaway container of the image."""
+        return podman("run", "--rm", "--network", "host", self.name, *command, timeout=timeout)
 
 
 def build(
-    context: Path, target: str, tag: str, build_args: Mapping[str, str] | None = None
+    context: Path, target: str | None, tag: str, build_args: Mapping[str, str] | None = None
 ) -> Image:
-    """`docker build --target <target>` of a Dockerfile (the wrapper adds the host's needs)."""
+    """`docker build [--target <target>]` of a Dockerfile (the wrapper adds the host's needs)."""
     arguments = [f"--build-arg={key}={value}" for key, value in (build_args or {}).items()]
-    podman("build", "--target", target, "--tag", tag, *arguments, str(context), timeout=2400)
+    if target:
+        arguments += ["--target", target]
+    podman("build", "--tag", tag, *arguments, str(context), timeout=2400)
     return Image(tag)
 
 
@@ -247,3 +297,26 @@ def container(image: Image, *options: str) -> Iterator[str]:
         podman("rm", "--force", "--time", "2", name, check=False)
         if logs.returncode == 0:
             (ROOT / f"{name}.log").write_text(logs.stdout + logs.stderr, encoding="utf-8")
+
+
+@contextmanager
+def answering(image: Image, port: int, path: str, *options: str) -> Iterator[tuple[str, str]]:
+    """A container of `image` until GET 127.0.0.1:`port``path` answers 200: (name, URL)."""
+    with container(image, *options) as name:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+            if state != "running":
+                logs = podman("logs", name, check=False)
+                _fail(f"{image.name} stopped ({state}):\n{(logs.stdout + logs.stderr)[-3000:]}")
+            if time.monotonic() > deadline:
+                _fail(f"{image.name} never answered {path} on port {port}")
+            time.sleep(0.5)
+        yield name, base

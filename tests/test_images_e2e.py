@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-import urllib.error
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from baked import BakedProject, free_port
-from containers import ROOT, Image, container, docker_command, ensure_bases, podman
+from containers import ROOT, Image, answering, docker_command, ensure_bases, podman
+from test_loadtest_e2e import report, run_loadtest
 from test_serve_e2e import RECORD_SCRIPT, call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
@@ -38,18 +38,20 @@ def rendered_overlay(project: BakedProject, overlay: str) -> list[dict[str, Any]
 
 
 def pod_options(
-    project: BakedProject, kind: str, overrides: dict[str, str] | None = None
+    project: BakedProject, kind: str, name: str, overrides: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, Any]]:
-    """`podman run` options for the first container of the production overlay's `kind`.
+    """`podman run` options for the first container of the production overlay's `kind`
+    whose name contains `name`.
 
     Its user, read-only root, capabilities, privilege escalation, a tmpfs where it mounts
     an emptyDir, its env and the ConfigMap's. Returns the options and the container spec.
     """
     objects = rendered_overlay(project, "production")
-    (workload,) = [item for item in objects if item["kind"] == kind]
-    pod = workload["spec"]["template"]["spec"]
-    if kind == "CronJob":
-        pod = workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (workload,) = [
+        item for item in objects if item["kind"] == kind and name in item["metadata"]["name"]
+    ]
+    template = workload["spec"]["jobTemplate"] if kind == "CronJob" else workload
+    pod = template["spec"]["template"]["spec"]
     spec = pod["containers"][0]
     security = {**pod["securityContext"], **spec["securityContext"]}
     options = [f"--user={security['runAsUser']}:{security['runAsGroup']}"]
@@ -103,22 +105,10 @@ def running(project: BakedProject, serve_image: Image) -> Iterator[tuple[str, st
     Only PORT differs from the manifest: the host network is the only one here.
     """
     port = free_port()
-    options, spec = pod_options(project, "Deployment", {"PORT": str(port)})
-    assert spec["image"] == project.path.name
-    with container(serve_image, *options) as name:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(f"{base}/health/ready")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-            assert state == "running", podman("logs", name).stderr[-3000:]
-            assert time.monotonic() < deadline, "the container never became ready"
-            time.sleep(0.5)
-        yield name, base
+    options, spec = pod_options(project, "Deployment", project.path.name, {"PORT": str(port)})
+    assert spec["image"].split(":")[0].endswith(f"/{project.path.name}")
+    with answering(serve_image, port, "/health/ready", *options) as running:
+        yield running
 
 
 def test_the_serve_image_answers_as_the_pod_spec_runs_it(
@@ -139,11 +129,24 @@ def test_the_serve_image_answers_as_the_pod_spec_runs_it(
     assert "Read-only file system" in written.stderr
     smoke = project.check(f".venv/bin/{project.path.name}", "smoke", "--url", base)
     assert "predicted" in smoke.stdout
+    metrics = podman("exec", name, "sh", "-c", "ls /tmp/prometheus").stdout.split()
+    assert any(file.endswith(".db") for file in metrics), "metrics go to the tmpfs /tmp"
+
+
+def test_the_container_passes_the_load_test(
+    project: BakedProject, running: tuple[str, str]
+) -> None:
+    _, base = running
+    result = run_loadtest(project, base, LOADTEST_MAX_ERROR_RATE="0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    total = report(project)["Aggregated"]
+    assert int(total["Request Count"]) > 0
+    assert int(total["Failure Count"]) == 0
 
 
 def test_the_image_healthcheck_passes(serve_image: Image, running: tuple[str, str]) -> None:
     name, _ = running
-    assert "/health/live" in " ".join(serve_image.config["Healthcheck"]["Test"])
+    assert "/health/live" in " ".join(serve_image.healthcheck)
     checked = podman("healthcheck", "run", name, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -173,7 +176,7 @@ def test_the_images_carry_labels_and_an_sbom(project: BakedProject, serve_image:
     sbom = json.loads(serve_image.run("cat", "/app/sbom.cdx.json").stdout)
     assert sbom["bomFormat"] == "CycloneDX"
     components = {item["name"]: item.get("version") for item in sbom["components"]}
-    locked = project.load("uv.lock")
+    locked = tomllib.loads(project.read("uv.lock"))
     pins = {package["name"]: package.get("version") for package in locked["package"]}
     for name in ("fastapi", "numpy", "uvicorn"):
         assert components[name] == pins[name], name
@@ -191,9 +194,9 @@ def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
     store.mkdir()
     subprocess.run(["chown", "10001:10001", str(store)], check=True)
     options, spec = pod_options(
-        project, "CronJob", {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db"}
+        project, "CronJob", "retrain", {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db"}
     )
-    assert spec["image"] == f"{project.path.name}-train"
+    assert spec["image"].split(":")[0].endswith(f"/{project.path.name}-train")
     command = [*spec["command"], *spec["args"]]
     ran = podman(
         "run", "--rm", "--network=host", *options, f"--volume={store}:/store",
@@ -201,6 +204,22 @@ def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
         timeout=1800,
     )  # fmt: skip
     assert "Running stage 'register'" in ran.stdout + ran.stderr
+    listed = image.run("sh", "-c", "ls -A /app").stdout.split()
+    assert sorted(listed) == sorted(
+        [
+            ".dvc",
+            ".dvcignore",
+            ".venv",
+            "dvc.lock",
+            "dvc.yaml",
+            "params.yaml",
+            "sbom.cdx.json",
+            "src",
+        ]
+    )
+    assert image.run(project.path.name, "drift", "--help").returncode == 0, (
+        "it runs the drift check"
+    )
     script = (
         "import sys; from mlflow import MlflowClient; "
         "client = MlflowClient(sys.argv[1]); "

@@ -2,26 +2,25 @@
 
 Two rendered projects, one per task, each starting from one library and switching
 `train.model` in params.yaml (no reinstall) to the other, and to a custom model. For
-every trained model: `export-model`, the Dockerfile's serve target replayed with that
-export (the serve packages plus exactly what its runtime.json records, from uv.lock), and
-its CMD started. Then /predict must give the library's own predictions (the pipeline
-loaded in the full environment) and MLflow's scoring client the same from /invocations.
+every trained model: `export-model`, then `make docker-build` of the serve image with
+that export (podman: the serve packages plus exactly what its runtime.json records, from
+uv.lock), and the container started. Then /predict must give the library's own
+predictions (the pipeline loaded in the full environment), and MLflow's scoring client
+the same from /invocations.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TOOLS_BIN, BakedProject, template_defaults
-from conftest import find_python, install_project
-from dockerfile import replay
+from baked import BakedProject, free_port
+from conftest import install_project
+from containers import Image, answering, docker_command, ensure_bases
 from test_pipeline_e2e import dvc
-from test_serve_e2e import call, serving
+from test_serve_e2e import call
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +45,10 @@ if schema.task == "classification":
     answer["classes"] = pipeline.classes_.tolist()
 print(json.dumps(answer))
 """
+FIND_SCRIPT = (
+    "import importlib.util, json; "
+    "found = lambda names: [n for n in names if importlib.util.find_spec(n)]"
+)
 MLFLOW_CLIENT_SCRIPT = """
 import json, sys
 import pandas as pd
@@ -80,43 +83,35 @@ def build_estimator(task: str, seed: int, **params: Any) -> Any:
 '''
 
 
-def image_env() -> dict[str, str]:
-    python = find_python(template_defaults()["python_version"])
-    assert python is not None
-    return {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
-
-
 def export(project: BakedProject, alias: str, output: str) -> dict[str, Any]:
     cli = f".venv/bin/{project.path.name}"
     project.check(cli, "export-model", "--alias", alias, "--output", output)
     return dict(json.loads(project.read(f"{output}/extra_files/runtime.json")))
 
 
-def served_like_the_library(
-    project: BakedProject, model_dir: str, scratch: Path, packages: set[str]
-) -> None:
-    """The serve image of `model_dir` holds exactly `packages` of the model libraries
-    and answers as the library does, to /predict and to MLflow's client."""
-    image = replay(project.path, scratch, "serve", image_env(), {"MODEL_DIR": model_dir})
-    (site,) = (scratch / "app/.venv/lib").glob("python*/site-packages")
-    libraries = {"sklearn", "xgboost", "lightgbm", "pandas", "skops", "mlflow", "dvc"}
-    assert {name for name in libraries if (site / name).is_dir()} == packages
+def served_like_the_library(project: BakedProject, model_dir: str, packages: set[str]) -> None:
+    """The serve image built with `model_dir` holds exactly `packages` of the model
+    libraries and answers as the library does, to /predict and to MLflow's client."""
+    ensure_bases(project.path / "Dockerfile")
+    tag = model_dir.rsplit("/", 1)[-1]
+    project.check(
+        "make", "docker-build", f"DOCKER={docker_command()}", f"MODEL_DIR={model_dir}",
+        f"IMAGE=localhost/{project.path.name}-models", f"TAG={tag}", timeout=2400,
+    )  # fmt: skip
+    image = Image(f"localhost/{project.path.name}-models:{tag}")
+    libraries = ["sklearn", "xgboost", "lightgbm", "pandas", "skops", "mlflow", "dvc"]
+    found = image.run("python", "-c", f"{FIND_SCRIPT}; print(json.dumps(found({libraries!r})))")
+    assert set(json.loads(found.stdout)) == packages
     script = LIBRARY_SCRIPT.format(module=project.module)
     expected = json.loads(project.check(".venv/bin/python", "-c", script, model_dir).stdout)
     records = expected["records"]
-    with serving(
-        project,
-        command=image.cmd,
-        cwd=image.path(image.workdir),
-        base_env=image.env,
-        HOST="127.0.0.1",
-        PROMETHEUS_MULTIPROC_DIR=str(scratch.parent / f"{scratch.name}-metrics"),
-    ) as base:
+    port = free_port()
+    options = ["--read-only", "--tmpfs=/tmp", f"--env=PORT={port}", "--env=HOST=127.0.0.1"]
+    with answering(image, port, "/health/ready", *options) as (_, base):
         status, answer = call(f"{base}/predict", records)
         assert status == 200, answer
-        port = base.rsplit(":", 1)[1]
         mlflow = subprocess.run(
-            [str(project.path / ".venv/bin/python"), "-c", MLFLOW_CLIENT_SCRIPT, port],
+            [str(project.path / ".venv/bin/python"), "-c", MLFLOW_CLIENT_SCRIPT, str(port)],
             input=json.dumps(records),
             capture_output=True,
             text=True,
@@ -156,7 +151,7 @@ def stages_changed_by(project: BakedProject, edited: str) -> list[str]:
 
 @pytest.mark.xdist_group("models-classification")
 def test_xgboost_lightgbm_and_a_custom_classifier_are_served_from_the_image(
-    cookies_session: Any, tmp_path: Path
+    cookies_session: Any,
 ) -> None:
     project = install_project(cookies_session, {"model": "xgboost"})
     project.check("make", "pipeline", timeout=1200)
@@ -170,12 +165,12 @@ def test_xgboost_lightgbm_and_a_custom_classifier_are_served_from_the_image(
     runtime = export(project, "champion", "build/xgboost")
     assert runtime["predictor"] == "compiled", runtime
     assert runtime["compiled_from"]["xgboost"]
-    served_like_the_library(project, "build/xgboost", tmp_path / "xgboost", set())
+    served_like_the_library(project, "build/xgboost", set())
 
     dvc(project, "exp", "run", "-S", "train.model=lightgbm")
     runtime = export(project, "challenger", "build/lightgbm")
     assert runtime["predictor"] == "compiled", runtime
-    served_like_the_library(project, "build/lightgbm", tmp_path / "lightgbm", set())
+    served_like_the_library(project, "build/lightgbm", set())
 
     (project.path / source / "custom.py").write_text(CUSTOM_MODULE, encoding="utf-8")
     dvc(project, "exp", "run", "-S", "train.model=custom")
@@ -184,20 +179,18 @@ def test_xgboost_lightgbm_and_a_custom_classifier_are_served_from_the_image(
     assert runtime["extras"] == ["pipeline"]
     assert "KNeighborsClassifier" in runtime["reason"]
     pipeline_packages = {"sklearn", "pandas", "skops"}
-    served_like_the_library(project, "build/custom", tmp_path / "custom", pipeline_packages)
+    served_like_the_library(project, "build/custom", pipeline_packages)
 
 
 @pytest.mark.xdist_group("models-regression")
-def test_lightgbm_and_xgboost_regressors_are_served_from_the_image(
-    cookies_session: Any, tmp_path: Path
-) -> None:
+def test_lightgbm_and_xgboost_regressors_are_served_from_the_image(cookies_session: Any) -> None:
     project = install_project(cookies_session, {"task": "regression", "model": "lightgbm"})
     project.check("make", "pipeline", timeout=1200)
     runtime = export(project, "champion", "build/lightgbm")
     assert runtime["predictor"] == "compiled", runtime
-    served_like_the_library(project, "build/lightgbm", tmp_path / "lightgbm", set())
+    served_like_the_library(project, "build/lightgbm", set())
 
     dvc(project, "exp", "run", "-S", "train.model=xgboost")
     runtime = export(project, "challenger", "build/xgboost")
     assert runtime["predictor"] == "compiled", runtime
-    served_like_the_library(project, "build/xgboost", tmp_path / "xgboost", set())
+    served_like_the_library(project, "build/xgboost", set())

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, free_port, template_defaults
-from conftest import find_python
-from dockerfile import replay
+from baked import TOOLS_BIN, BakedProject, free_port
 
 # One rendered project for the module: its tests run on one test worker.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
@@ -248,48 +246,6 @@ def test_docs_and_openapi_are_served(project: BakedProject) -> None:
     assert "smoke test failed" in refused.stderr
 
 
-def test_the_dockerfile_recipe_serves(
-    project: BakedProject, records: list[dict[str, float]], tmp_path: Path
-) -> None:
-    """No Docker engine here: replay the serve target's recipe and run its exact CMD."""
-    python = find_python(template_defaults()["python_version"])
-    assert python is not None
-    env = {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
-    image = replay(project.path, tmp_path / "image", "serve", env)
-    assert image.user == "10001:10001"
-    assert image.exposed == [8000]
-    assert image.env["PORT"] == "8000"
-    assert image.cmd == [project.path.name, "serve"]
-    assert sorted(image.skipped) == sorted(
-        [
-            "COPY --from=uv /uv /usr/local/bin/uv",  # uv from PATH instead
-            "RUN groupadd --gid 10001 app",
-            "RUN useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app",
-        ]
-    )
-    site = next((tmp_path / "image/app/.venv/lib").glob("python*/site-packages"))
-    for training_only in ("mlflow", "sklearn", "pandas", "dvc"):
-        assert not (site / training_only).exists(), f"{training_only} is in the serve image"
-    metrics_dir = tmp_path / "prometheus"  # the container's /tmp
-    with serving(
-        project,
-        command=image.cmd,
-        cwd=image.path(image.workdir),
-        base_env=image.env,
-        HOST=image.env["HOST"],
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    ) as base:
-        status, answer = call(f"{base}/predict", records[:3])
-        assert status == 200, answer
-        assert len(answer["predictions"]) == 3
-        port = base.rsplit(":", 1)[1]
-        health = subprocess.run(
-            image.healthcheck, env={**image.env, "PORT": port}, capture_output=True, check=False
-        )
-        assert health.returncode == 0, health.stderr
-    assert list(metrics_dir.glob("*.db")), "the server wrote its metrics under the container's /tmp"
-
-
 def test_drift_check_on_the_pipeline_data(project: BakedProject, tmp_path: Path) -> None:
     """`drift` against the registry's champion and the exported copy, on real pipeline data."""
     cli = str(project.path / ".venv/bin" / project.path.name)
@@ -312,45 +268,3 @@ def test_drift_check_on_the_pipeline_data(project: BakedProject, tmp_path: Path)
     result = project.run(cli, "drift", "--current", str(shifted), "--output", str(output))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "mean_radius" in json.loads((output / "drift.json").read_text())["drifted"]
-
-
-def test_the_dockerfile_train_recipe_runs_the_pipeline(tmp_path: Path) -> None:
-    """The train target, replayed into a fresh root: its CMD (`dvc repro`) trains and registers.
-
-    A project of its own: the build context must hold no pipeline outputs, as in CI.
-    """
-    context = tmp_path / "context"
-    context.mkdir()
-    rendered = subprocess.run(
-        [str(TOOLS_BIN / "cookiecutter"), "--no-input", "-o", str(context), str(TEMPLATE_DIR)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    python = find_python(template_defaults()["python_version"])
-    assert python is not None
-    env = {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", "UV_PYTHON": python}
-    # the lock a user commits after `make setup`; the images install from it
-    locked = subprocess.run(
-        [str(TOOLS_BIN / "uv"), "lock"], cwd=context / "my-ml-service", env=env, check=False
-    )
-    assert locked.returncode == 0
-    image = replay(context / "my-ml-service", tmp_path / "image", "train", env)
-    assert image.user == "10001:10001"
-    assert image.cmd == ["dvc", "repro"]
-    workdir = image.path(image.workdir)
-    assert sorted(path.name for path in workdir.iterdir()) == sorted(
-        [".dvc", ".dvcignore", ".venv", "dvc.yaml", "params.yaml", "src"]
-    )
-    run_env = {**image.env, "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path / "home")}
-    pipeline = subprocess.run(
-        image.cmd, cwd=workdir, env=run_env, capture_output=True, text=True, timeout=900
-    )
-    assert pipeline.returncode == 0, pipeline.stdout[-3000:] + pipeline.stderr[-3000:]
-    registration = json.loads((workdir / "reports/registration.json").read_text(encoding="utf-8"))
-    assert registration["champion"] == "1"
-    drift_help = subprocess.run(
-        ["my-ml-service", "drift", "--help"], cwd=workdir, env=run_env, capture_output=True
-    )
-    assert drift_help.returncode == 0, "the train image runs the drift check too"
