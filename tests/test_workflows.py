@@ -12,7 +12,9 @@ renders what `kubectl apply -k` would apply.
 End to end (marker e2e): ci.yml's test job, step by step as written, in a rendered and
 installed project (the `uses:` steps are GitHub's and skipped); then train.yml's training
 job, drift.yml's check on the pipeline's own data and on drifted data, and `make
-k8s-smoke` through a stand-in port-forward to the exported model.
+k8s-smoke` through a stand-in port-forward to the exported model. The jobs no test runs
+here say why in NOT_RUN_HERE: the image build and its Trivy scan, pip-audit (its answer
+changes as advisories are published), pushes, clusters.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ GITHUB_COMBINATIONS = [
 READ = {"contents": "read"}
 # Least privilege: every job's permissions (a job without its own gets the top level's).
 PERMISSIONS: dict[str, dict[str, dict[str, str]]] = {
-    "ci.yml": {"test": READ, "image": READ},
+    "ci.yml": {"test": READ, "audit": READ, "image": READ},
     "train.yml": {"train": READ, "lock": {"contents": "write", "pull-requests": "write"}},
     "deploy.yml": {
         "image": {"contents": "read", "packages": "write"},
@@ -61,6 +63,23 @@ WRITING_JOB_ACTIONS = {
     "actions/checkout",
     "actions/download-artifact",
     "peter-evans/create-pull-request",
+}
+# The jobs the end-to-end tests run here (run_job), and those no test runs, with why: their
+# steps are checked statically (schema, permissions, targets, the calls below).
+RUN_HERE = {
+    ("ci.yml", "test"),
+    ("train.yml", "train"),
+    ("drift.yml", "check"),
+    ("deploy.yml", "rollback"),
+}
+NOT_RUN_HERE = {
+    ("ci.yml", "audit"): "pip-audit asks PyPI, whose answer changes as advisories are published",
+    ("ci.yml", "image"): "Docker builds on GitHub's cache; Trivy's action and its DB are GitHub's",
+    ("deploy.yml", "image"): "pushes to ghcr.io",
+    ("deploy.yml", "staging"): "a cluster (its targets run here against a stand-in kubectl)",
+    ("deploy.yml", "production"): "a cluster (its targets run here against a stand-in kubectl)",
+    ("train.yml", "lock"): "opens a pull request, and runs none of the project's code",
+    ("drift.yml", "alert"): "files an issue, and runs none of the project's code",
 }
 PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
 # The one kind of condition a step here is gated with: a path of the project exists.
@@ -324,6 +343,87 @@ def test_ci_gates_the_optional_checks_on_their_files(baked: BakedProject) -> Non
         assert KUBERNETES_JOB in deploy["jobs"][job]["if"]
 
 
+def test_every_job_is_run_here_or_says_why_not(baked: BakedProject) -> None:
+    names = rendered_workflows(baked)
+    jobs = {(name, job) for name in names for job in load(baked, name)["jobs"]}
+    listed = {key for key in RUN_HERE | set(NOT_RUN_HERE) if key[0] in names}
+    assert jobs == listed
+    assert RUN_HERE.isdisjoint(NOT_RUN_HERE)
+    # the audit is in a job of its own, which no test here runs
+    for name, job_name in RUN_HERE & jobs:
+        for step in load(baked, name)["jobs"][job_name]["steps"]:
+            assert "audit" not in make_targets(step.get("run", "")), f"{name}:{job_name}"
+
+
+def test_the_api_image_is_scanned_as_it_was_built(baked: BakedProject) -> None:
+    job = load(baked, "ci.yml")["jobs"]["image"]
+    steps = job["steps"]
+    serve = next(step for step in steps if step.get("with", {}).get("target") == "serve")
+    (scan,) = [step for step in steps if step.get("uses", "").startswith("aquasecurity/trivy-")]
+    assert scan["uses"].startswith("aquasecurity/trivy-action@v")
+    # the scan reads the image the build loaded into the runner's Docker, under that name
+    assert serve["with"]["load"] is True
+    assert serve["with"]["tags"] == scan["with"]["image-ref"] == "${{ env.API_IMAGE }}"
+    assert job["env"]["API_IMAGE"]
+    assert steps.index(scan) > steps.index(serve)
+    assert scan["with"]["severity"] == "HIGH,CRITICAL"
+    assert scan["with"]["ignore-unfixed"] is True
+    assert scan["with"]["exit-code"] == "1"
+
+
+def test_the_audit_job_runs_pip_audit_on_exactly_the_lock(
+    baked: BakedProject, answers: dict[str, Any], tmp_path: Path
+) -> None:
+    job = load(baked, "ci.yml")["jobs"]["audit"]
+    assert [make_targets(step["run"]) for step in job["steps"] if "run" in step] == [["audit"]]
+    assert "needs" not in job  # it fails on its own, whatever the tests say
+    ignore = baked.read(".pip-audit-ignore")
+    assert all(line.startswith("#") for line in ignore.splitlines())  # no ID as rendered
+
+    def pip_audit(project: BakedProject) -> list[str]:
+        dry_run = project.check("make", "-n", "audit").stdout.splitlines()
+        exported = next(line for line in dry_run if " export " in line)
+        assert shlex.split(exported)[1:] == [
+            "export",
+            "--frozen",
+            "--no-hashes",
+            "--all-extras",
+            "--all-groups",
+            "--no-emit-project",
+            "--quiet",
+            "--output-file",
+            "build/requirements-audit.txt",
+        ]
+        (audit,) = [line for line in dry_run if " pip-audit " in line]
+        words = shlex.split(audit)
+        start = words.index("tool")
+        assert words[start : start + 6] == [
+            "tool",
+            "run",
+            "--python",
+            answers["python_version"],
+            "--from",
+            words[start + 5],
+        ]
+        assert re.fullmatch(r"pip-audit==\d+\.\d+\.\d+", words[start + 5])
+        flags = words[start + 7 :]
+        # the exported lock as it is: no resolution, no install, a failure to read one fails
+        assert {"--strict", "--disable-pip", "--no-deps"} <= set(flags)
+        assert flags[flags.index("--requirement") + 1] == "build/requirements-audit.txt"
+        return [flags[i + 1] for i, flag in enumerate(flags) if flag == "--ignore-vuln"]
+
+    assert pip_audit(baked) == []
+    # each ID of .pip-audit-ignore, one a line with its reason, is ignored; comments are not IDs
+    copy = BakedProject(tmp_path / baked.path.name, baked.answers)
+    shutil.copytree(baked.path, copy.path, ignore=shutil.ignore_patterns(".git"))
+    (copy.path / ".pip-audit-ignore").write_text(
+        ignore + "GHSA-abcd-efgh-ijkl  # only in the CLI's --serve, never run here\n"
+        "  PYSEC-2024-12 # dev tool only; # upgrade when 2.0 is out\n\n",
+        encoding="utf-8",
+    )
+    assert pip_audit(copy) == ["GHSA-abcd-efgh-ijkl", "PYSEC-2024-12"]
+
+
 def test_every_make_target_a_step_runs_exists(baked: BakedProject) -> None:
     referenced = referenced_targets(baked)
     assert {"setup", "lint", "test", "docker-lint", "pipeline", "summary"} <= set(referenced)
@@ -415,6 +515,7 @@ def run_job(
     value stands for `values[key]`, else "" (an unset secret or variable); a step's `if:`
     is evaluated when it tests for files (hashFiles), else looked up in `conditions`.
     Returns the step outputs written to GITHUB_OUTPUT."""
+    assert (workflow, job_name) in RUN_HERE, NOT_RUN_HERE.get((workflow, job_name), "unlisted")
     runner.mkdir(parents=True, exist_ok=True)
     document = load(project, workflow)
     job = document["jobs"][job_name]

@@ -8,7 +8,7 @@ are ignored. Missing values and categories training never saw are drift, not err
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def reference_model(settings: Settings, model_dir: Path | None, alias: str) -> LoadedModel:
+def reference_model(
+    settings: Settings, model_dir: Path | None, alias: str
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """The model the alias (or the directory) names, and its training data's profile."""
     if model_dir is not None and not model_dir.is_dir():
         raise ProjectError(f"{model_dir}: no such model directory (make export-model writes one)")
     try:
@@ -32,7 +35,7 @@ def reference_model(settings: Settings, model_dir: Path | None, alias: str) -> L
         raise ProjectError(str(error)) from error
     if model.profile is None:
         raise ProjectError(f"{model.source} has no drift profile ({PROFILE})")
-    return model
+    return model, model.profile
 
 
 def read_current(path: Path, schema: FeatureSchema) -> pd.DataFrame:
@@ -63,9 +66,8 @@ def run_check(
     alias: str,
     thresholds: Thresholds,
 ) -> tuple[DriftReport, LoadedModel]:
-    model = reference_model(settings, model_dir, alias)
-    assert model.profile is not None  # reference_model checked it
+    model, profile = reference_model(settings, model_dir, alias)
     frame = read_current(current, model.schema)
     predictions, _ = model.predictor.predict(Inputs.from_frame(frame, model.schema))
     columns = {name: frame[name].to_numpy() for name in model.schema.names}
-    return compare(model.profile, columns, np.asarray(predictions), thresholds), model
+    return compare(profile, columns, np.asarray(predictions), thresholds), model
