@@ -47,7 +47,9 @@ def remove_monitoring(root: Path, module_name: str) -> None:
 
 
 def remove_docker_compose(root: Path) -> None:
-    remove(root, "docker-compose.yml", "docker-compose.monitoring.yml", "make/compose.mk")
+    remove(
+        root, "docker-compose.yml", "docker-compose.monitoring.yml", "make/compose.mk", "tracking"
+    )
 
 
 def select_license(root: Path, license_name: str) -> None:

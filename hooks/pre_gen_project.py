@@ -47,6 +47,8 @@ RESERVED_MODULES = frozenset(
     }
 )
 CLOUD_REMOTE_SCHEMES = {"s3": "s3", "gcs": "gs", "azure": "azure"}
+# What the rendered pyproject.toml installs a driver for (the scheme names the driver).
+POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgresql+psycopg2")
 # Spelt out so that cookiecutter, which renders this file, does not read them as Jinja.
 JINJA_OPENERS = tuple("{" + second for second in "%#{")
 # The default URI is written into Python source, which must fit its line length.
@@ -186,6 +188,12 @@ def check_tracking_uri(answers: Answers) -> Iterator[Problem]:
                 f"{uri!r} names no database file",
                 "use sqlite:///mlflow.db (relative) or sqlite:////abs/path.db",
             )
+    elif scheme == "postgresql" and parsed.scheme not in POSTGRES_DRIVERS:
+        yield Problem(
+            "mlflow_tracking_uri",
+            f"driver {parsed.scheme!r} is not supported",
+            "use postgresql:// (psycopg 3), postgresql+psycopg:// or postgresql+psycopg2://",
+        )
     elif scheme in ("http", "https", "postgresql"):
         if not parsed.hostname:
             yield Problem(

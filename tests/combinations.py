@@ -121,6 +121,12 @@ UNSUPPORTED_COMBINATIONS = [
     pytest.param(
         {"mlflow_tracking_uri": "ftp://host/x"}, "mlflow_tracking_uri", "scheme", id="uri-ftp"
     ),
+    pytest.param(
+        {"mlflow_tracking_uri": "postgresql+asyncpg://mlflow@db/mlflow"},
+        "mlflow_tracking_uri",
+        "driver 'postgresql+asyncpg'",
+        id="uri-postgres-driver",
+    ),
     pytest.param({"dvc_remote": "s3"}, "dvc_remote_url", "required", id="s3-without-url"),
     pytest.param(
         {"dvc_remote": "gcs", "dvc_remote_url": "s3://bucket"},

@@ -25,6 +25,7 @@ ALWAYS = [
     ".dvcignore",
     ".env.example",
     ".gitignore",
+    ".pip-audit-ignore",
     ".pre-commit-config.yaml",
     ".python-version",
     "LICENSE",
@@ -32,6 +33,9 @@ ALWAYS = [
     "Dockerfile",
     "README.md",
     "dvc.yaml",
+    "loadtest/locustfile.py",
+    "loadtest/sample_rows.py",
+    "make/loadtest.mk",
     "params.yaml",
     "pyproject.toml",
     "src/{module}/__init__.py",
@@ -48,6 +52,7 @@ ALWAYS = [
     "src/{module}/evaluate.py",
     "src/{module}/inference.py",
     "src/{module}/metrics.py",
+    "src/{module}/outages.py",
     "src/{module}/profile.py",
     "src/{module}/registry.py",
     "src/{module}/runtime.py",
@@ -70,7 +75,9 @@ ALWAYS = [
     "tests/test_config.py",
     "tests/test_data.py",
     "tests/test_dvc_pipeline.py",
+    "tests/test_loadtest_rows.py",
     "tests/test_metrics.py",
+    "tests/test_outages.py",
     "tests/test_pipeline.py",
     "tests/test_schema.py",
     "tests/test_serving.py",
@@ -97,6 +104,11 @@ OPTION_FILES = {
         "deploy/k8s/base/service.yaml",
         "deploy/k8s/base/serviceaccount.yaml",
         "deploy/k8s/check_manifests.py",
+        "deploy/k8s/overlays/blue-green/api/kustomization.yaml",
+        "deploy/k8s/overlays/blue-green/blue/kustomization.yaml",
+        "deploy/k8s/overlays/blue-green/green/kustomization.yaml",
+        "deploy/k8s/overlays/blue-green/kustomization.yaml",
+        "deploy/k8s/overlays/blue-green/live.yaml",
         "deploy/k8s/overlays/canary/kustomization.yaml",
         "deploy/k8s/overlays/production/kustomization.yaml",
         "deploy/k8s/overlays/production/namespace.yaml",
@@ -122,7 +134,13 @@ OPTION_FILES = {
         "tests/test_drift.py",
         "tests/test_drift_serving.py",
     ],
-    ("docker_compose", "yes"): ["docker-compose.yml", "make/compose.mk"],
+    ("docker_compose", "yes"): [
+        "docker-compose.yml",
+        "make/compose.mk",
+        "tracking/Dockerfile",
+        "tracking/requirements.txt",
+        "tracking/server.sh",
+    ],
 }
 # Files kept only when two options both keep them: the compose file of the monitoring services.
 COMBINED_FILES = {
@@ -202,6 +220,14 @@ def test_ruff_lint_and_format(baked: BakedProject) -> None:
     baked.check(str(TOOLS_BIN / "ruff"), "format", "--no-cache", "--check", ".")
 
 
+def test_ruff_keeps_the_security_rules_on(baked: BakedProject) -> None:
+    lint = baked.load("pyproject.toml")["tool"]["ruff"]["lint"]
+    assert "S" in lint["select"]  # flake8-bandit
+    assert not [rule for rule in lint.get("ignore", []) if rule.startswith("S")]
+    # only the tests are let off: assert, and running the project's own CLI
+    assert lint["per-file-ignores"] == {"tests/**": ["S101", "S603", "S607"]}
+
+
 def test_free_text_survives_rendering(baked: BakedProject, answers: dict[str, Any]) -> None:
     project = baked.load("pyproject.toml")["project"]
     assert project["description"] == answers["description"]
@@ -258,7 +284,12 @@ def test_tracking_uri_is_the_default_setting(baked: BakedProject, answers: dict[
     assert f"MLFLOW_TRACKING_URI={uri}\n" in baked.read(".env.example")
     assert f'DEFAULT_TRACKING_URI = "{uri}"\n' in baked.read(f"src/{baked.module}/config.py")
     train = baked.load("pyproject.toml")["project"]["optional-dependencies"]["train"]
-    assert any(dep.startswith("psycopg2") for dep in train) == uri.startswith("postgresql")
+    drivers = [dep for dep in train if dep.startswith("psycopg")]
+    expected = {
+        "postgresql": ["psycopg[binary]>=3.2"],
+        "postgresql+psycopg2": ["psycopg2-binary>=2.9"],
+    }
+    assert drivers == expected.get(uri.split("://")[0], [])
 
 
 def test_tool_pins_agree(baked: BakedProject) -> None:

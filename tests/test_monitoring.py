@@ -382,6 +382,42 @@ def test_docker_compose_config_accepts(composed: BakedProject, env_file: str | N
                 assert volume["read_only"], volume
 
 
+def built_from(composed: BakedProject, service: dict[str, Any]) -> Path | None:
+    build = service.get("build")
+    if build is None:
+        return None
+    if isinstance(build, str):  # the short form: the context alone
+        build = {"context": build}
+    return Path(composed.path / str(build["context"]) / str(build.get("dockerfile", "Dockerfile")))
+
+
+def has_healthcheck(composed: BakedProject, service: dict[str, Any]) -> bool:
+    """Its own healthcheck, or the HEALTHCHECK of the Dockerfile it is built from."""
+    if "test" in service.get("healthcheck", {}):
+        return True
+    dockerfile = built_from(composed, service)
+    return dockerfile is not None and "\nHEALTHCHECK " in dockerfile.read_text(encoding="utf-8")
+
+
+def test_the_tracking_server_is_built_with_its_driver_not_installed_at_start(
+    composed: BakedProject,
+) -> None:
+    mlflow = merged_services(composed)["mlflow"]
+    dockerfile = built_from(composed, mlflow)
+    assert dockerfile == composed.path / "tracking" / "Dockerfile"
+    assert "command" not in mlflow, "the image's ENTRYPOINT, tracking/server.sh, is"
+    assert "entrypoint" not in mlflow
+    assert dockerfile is not None
+    text = dockerfile.read_text(encoding="utf-8")
+    assert 'ENTRYPOINT ["/opt/mlflow/server.sh"]' in text
+    assert "--requirement /opt/mlflow/requirements.txt" in text
+    requirements = composed.read("tracking/requirements.txt").split("\n")
+    pins = [line for line in requirements if line and not line.startswith("#")]
+    assert all(re.fullmatch(r"[\w.\[\]-]+==[\w.]+", pin) for pin in pins), pins
+    assert any(pin.startswith("psycopg[binary]==") for pin in pins)
+    assert "postgresql+psycopg://" in composed.read("tracking/server.sh")
+
+
 def test_compose_services_are_complete(composed: BakedProject) -> None:
     services = merged_services(composed)
     expected = {"api", "mlflow", "postgres", "minio", "minio-init"}
@@ -395,11 +431,11 @@ def test_compose_services_are_complete(composed: BakedProject) -> None:
             assert re.search(r":[\w.-]+$", image), f"{name}: pin the tag of {image}"
             assert not image.endswith(":latest"), f"{name}: pin the tag of {image}"
         one_shot = service.get("restart") == "no"
-        assert one_shot or "test" in service.get("healthcheck", {}), f"{name}: no healthcheck"
+        assert one_shot or has_healthcheck(composed, service), f"{name}: no healthcheck"
         for dependency, how in service.get("depends_on", {}).items():
             assert dependency in services, (name, dependency)
             if how["condition"] == "service_healthy":
-                assert "healthcheck" in services[dependency], (name, dependency)
+                assert has_healthcheck(composed, services[dependency]), (name, dependency)
             if how["condition"] == "service_completed_successfully":
                 assert services[dependency].get("restart") == "no", (name, dependency)
 

@@ -20,7 +20,9 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.artifact import PROFILE
-from {{ cookiecutter.module_name }}.serving.settings import ServeSettings
+from {{ cookiecutter.module_name }}.serving.settings import (
+    ServeSettings,
+)
 
 LOADTEST = Path(__file__).resolve().parents[1] / "loadtest"
 

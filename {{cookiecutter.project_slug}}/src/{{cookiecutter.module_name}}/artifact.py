@@ -267,6 +267,9 @@ def registry_version(settings: Settings, alias: str) -> tuple[str, str | None]:
     """(version, run id) that `alias` names in the registry now."""
     from mlflow import MlflowClient
 
+    from .tracking import check_database
+
+    check_database(settings.mlflow_tracking_uri)
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, alias)
     return str(version.version), version.run_id

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .config import Settings, load_params
 from .errors import ProjectError
+from .outages import explain
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -255,8 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler, _ = COMMANDS[args.command]
+    settings: Settings | None = None
     try:
-        return handler(args, Settings())
+        settings = Settings()
+        return handler(args, settings)
     except ProjectError as error:  # one line a user can act on; anything else is a bug
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        outage = explain(error, settings.mlflow_tracking_uri if settings else "")
+        if outage is None:
+            raise
+        print(f"error: {outage}", file=sys.stderr)
         return 2

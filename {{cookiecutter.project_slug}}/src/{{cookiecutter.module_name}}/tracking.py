@@ -13,20 +13,42 @@ import mlflow
 
 from .config import Paths, Settings
 
-# With a local sqlite store, artifacts go here (git-ignored) rather than to ./mlruns,
-# the folder of MLflow's deprecated file store.
+# With a database as the store and no server (sqlite:///mlflow.db, postgresql://…),
+# artifacts go here (git-ignored) rather than to ./mlruns, the folder of MLflow's
+# deprecated file store.
 LOCAL_ARTIFACTS = Path("mlartifacts")
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def check_database(uri: str) -> None:
+    """Connect once to a database server the URI names, and raise if that fails.
+
+    MLflow retries a refused database connection for about 100 seconds before it says
+    why; a wrong password or a stopped server should be reported at once.
+    """
+    scheme = uri.split(":")[0].split("+")[0]
+    if scheme not in DATABASES or scheme == "sqlite":
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def configure(settings: Settings) -> str:
     """Point MLflow at the settings' tracking URI; return the experiment id."""
+    check_database(settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         experiment_id = str(experiment.experiment_id)
     else:
         location = None
-        if settings.mlflow_tracking_uri.startswith("sqlite:"):
+        if settings.mlflow_tracking_uri.split(":")[0].split("+")[0] in DATABASES:
             location = LOCAL_ARTIFACTS.resolve().as_uri()
         experiment_id = mlflow.create_experiment(
             settings.experiment_name, artifact_location=location
@@ -52,16 +74,15 @@ def git_commit() -> str:
     git = shutil.which("git")
     if git is None:
         return "unknown"
+
+    def output(*args: str) -> str:
+        # S603: a fixed argument list for the git found on PATH, no shell, no user input
+        run = subprocess.run([git, *args], capture_output=True, text=True, check=True)  # noqa: S603
+        return run.stdout.strip()
+
     try:
-        commit = subprocess.run(
-            [git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [git, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = output("rev-parse", "HEAD")
+        dirty = output("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit

@@ -1,0 +1,310 @@
+"""The production tracking stack, for real: PostgreSQL, an S3 server and MLflow's server.
+
+The server is the rendered project's own tracking image (tracking/Dockerfile, built with
+podman) running tracking/server.sh with docker-compose.yml's mlflow environment; only
+the addresses differ (127.0.0.1 instead of compose's service names). Against it, a
+project answering `http://…` and `dvc_remote=s3` runs its pipeline, pushes and pulls its
+data, and serves the registry's champion; a project answering `postgresql://…` trains
+on the same database. Then the services fail, one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from baked import TOOLS_BIN, BakedProject, free_port
+from conftest import install_project
+from containers import Image, answering, build, docker_command, ensure_bases, podman
+from services import Postgres, S3Server, client_env
+from test_pipeline_e2e import dvc_outputs
+from test_serve_e2e import RECORD_SCRIPT, call, serving
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("tracking-stack")]
+DVC_BUCKET = "dvc-store"
+COMPOSE_DEFAULT = re.compile(r"^\$\{[A-Z_]+:-(.*)\}$")
+REGISTRY_SCRIPT = """
+import json, sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+versions = client.search_model_versions(f"name = '{sys.argv[2]}'")
+aliases = client.get_registered_model(sys.argv[2]).aliases if versions else {}
+print(json.dumps({"versions": sorted(int(v.version) for v in versions),
+                  "aliases": {alias: str(v) for alias, v in aliases.items()}}))
+"""
+
+
+def compose_mlflow_env(project: BakedProject) -> dict[str, str]:
+    """docker-compose.yml's mlflow environment, with compose's ${VAR:-default} defaults."""
+    (compose,) = project.load("docker-compose.yml")
+    environment = compose["services"]["mlflow"]["environment"]
+    resolved = {}
+    for key, value in environment.items():
+        default = COMPOSE_DEFAULT.match(str(value))
+        resolved[key] = default[1] if default else str(value)
+    return resolved
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def settings(cookies_session: Any) -> dict[str, str]:
+    """The compose stack's settings, from a default render (no install needed)."""
+    result = cookies_session.bake(extra_context={"project_slug": "compose-settings"})
+    assert result.exception is None
+    project = BakedProject(Path(result.project_path))
+    environment = compose_mlflow_env(project)
+    environment["context"] = str(project.path / "tracking")
+    return environment
+
+
+@pytest.fixture(scope="module")
+def database(settings: dict[str, str]) -> Iterator[Postgres]:
+    cluster = Postgres(
+        settings["POSTGRES_USER"], settings["POSTGRES_PASSWORD"], settings["POSTGRES_DB"]
+    )
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def tracking_image(settings: dict[str, str]) -> Image:
+    context = Path(settings["context"])
+    ensure_bases(context / "Dockerfile")
+    return build(context, None, "localhost/tracking-e2e:test")
+
+
+@contextmanager
+def running_server(
+    image: Image, settings: dict[str, str], database: Postgres, s3: S3Server, **changes: str
+) -> Iterator[tuple[str, str]]:
+    """The tracking image, as compose runs it, on the host's network: (container, URL)."""
+    port = free_port()
+    environment = {key: value for key, value in settings.items() if key != "context"}
+    environment |= {
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": str(database.port),
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
+        **changes,
+    }
+    options = [f"--env={key}={value}" for key, value in environment.items()]
+    with answering(image, port, "/health", *options) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(
+    tracking_image: Image, settings: dict[str, str], database: Postgres, s3: S3Server
+) -> Iterator[str]:
+    s3.client().create_bucket(Bucket=settings["MLFLOW_BUCKET"])
+    with running_server(tracking_image, settings, database, s3) as (_, url):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def project(cookies_session: Any, server: str, s3: S3Server) -> BakedProject:
+    s3.client().create_bucket(Bucket=DVC_BUCKET)
+    answers = {
+        "project_slug": "stack-service",
+        "mlflow_tracking_uri": server,
+        "dvc_remote": "s3",
+        "dvc_remote_url": f"s3://{DVC_BUCKET}/store",
+    }
+    return install_project(cookies_session, answers)
+
+
+def registry(project: BakedProject, uri: str, env: dict[str, str]) -> dict[str, Any]:
+    output = project.check(
+        ".venv/bin/python", "-c", REGISTRY_SCRIPT, uri, project.path.name, env=env
+    ).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def assert_service_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_the_pipeline_registers_on_the_stack(
+    project: BakedProject, server: str, s3: S3Server, settings: dict[str, str]
+) -> None:
+    env = client_env(s3)
+    project.check("make", "pipeline", env=env, timeout=1500)
+    state = registry(project, server, env)
+    assert state == {"versions": [1], "aliases": {"champion": "1", "challenger": "1"}}
+    keys = s3.keys(settings["MLFLOW_BUCKET"])
+    assert any(key.endswith("/artifacts/MLmodel") for key in keys), keys[:20]
+    assert not (project.path / "mlflow.db").exists()
+    assert not (project.path / "mlartifacts").exists(), "artifacts go through the server"
+
+
+def test_dvc_push_and_pull_restore_the_outputs(project: BakedProject, s3: S3Server) -> None:
+    env = client_env(s3)
+    roots = ["data/raw", "data/processed", "models/model", "models/profile.json"]
+    before = dvc_outputs(project, roots)
+    assert len(before) > 5
+    project.check("make", "push", env=env)
+    assert s3.keys(DVC_BUCKET), "dvc push wrote to the bucket"
+    for file in before:
+        file.unlink()
+    shutil.rmtree(project.path / ".dvc/cache")
+    project.check("make", "pull", env=env)
+    assert dvc_outputs(project, roots) == before
+
+
+def test_the_server_loads_the_champion_from_the_registry(
+    project: BakedProject, s3: S3Server
+) -> None:
+    records = json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout)[:3]
+    with serving(project, base_env={**os.environ, **client_env(s3)}) as base:
+        status, answer = call(f"{base}/predict", records)
+        assert status == 200, answer
+    assert len(answer["predictions"]) == 3
+
+
+def test_a_postgresql_answer_trains_on_the_same_database(
+    cookies_session: Any, database: Postgres, s3: S3Server
+) -> None:
+    """python 3.13, the answer postgresql://user@host:port/db, the password from PGPASSWORD."""
+    uri = database.uri()
+    project = install_project(
+        cookies_session,
+        {"project_slug": "pg-service", "python_version": "3.13", "mlflow_tracking_uri": uri},
+    )
+    env = {**client_env(s3), "PGPASSWORD": database.password}
+    project.check("make", "pipeline", "export-model", env=env, timeout=1500)
+    assert registry(project, uri, env)["aliases"]["champion"] == "1"
+    assert (project.path / "mlartifacts").is_dir(), "no server: artifacts stay local"
+
+    # its serve image, on the python:3.13-slim stand-in (Debian trixie's Python)
+    ensure_bases(project.path / "Dockerfile")
+    project.check(
+        "make", "docker-build", f"DOCKER={docker_command()}", "IMAGE=localhost/pg-service",
+        "TAG=py313", timeout=2400,
+    )  # fmt: skip
+    image = Image("localhost/pg-service:py313")
+    assert image.run("python", "--version").stdout.startswith("Python 3.13.")
+    records = json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout)[:3]
+    port = free_port()
+    options = ["--read-only", "--tmpfs=/tmp", f"--env=PORT={port}", "--user=10001:10001"]
+    with answering(image, port, "/health/ready", *options) as (_, base):
+        status, answer = call(f"{base}/predict", records)
+    assert status == 200, answer
+
+    wrong = {**env, "PGPASSWORD": "not-the-password"}
+    before = registry(project, uri, env)
+    for stage in ("train", "register"):
+        failed = project.run(f".venv/bin/{project.path.name}", stage, env=wrong)
+        assert_service_error(failed, "tracking database", "password authentication failed")
+    assert registry(project, uri, env) == before
+
+    database.stop()
+    try:
+        failed = project.run(f".venv/bin/{project.path.name}", "register", env=env)
+        assert_service_error(failed, "tracking database", str(database.port))
+    finally:
+        database.start()
+    assert registry(project, uri, env) == before
+
+
+def test_a_stopped_database_or_a_missing_bucket_changes_nothing(
+    project: BakedProject,
+    server: str,
+    s3: S3Server,
+    database: Postgres,
+    tracking_image: Image,
+    settings: dict[str, str],
+) -> None:
+    env = client_env(s3)
+    cli = f".venv/bin/{project.path.name}"
+    before = registry(project, server, env)
+    assert before["versions"], "the pipeline test registered a version first"
+
+    database.stop()
+    try:
+        for stage in ("train", "register"):
+            failed = project.run(cli, stage, env=env, timeout=300)
+            assert_service_error(failed, f"MLflow tracking server at {server}")
+    finally:
+        database.start()
+    assert registry(project, server, env) == before
+
+    with running_server(tracking_image, settings, database, s3, MLFLOW_BUCKET="no-such-bucket") as (
+        name,
+        elsewhere,
+    ):
+        failed = project.run(cli, "train", env={**env, "MLFLOW_TRACKING_URI": elsewhere})
+        assert_service_error(failed, f"server at {elsewhere}", "its artifact store failed")
+        logs = podman("logs", name)
+        assert "NoSuchBucket" in logs.stdout + logs.stderr, "the server's log says which"
+    assert registry(project, server, env) == before
+
+    stopped = project.run(cli, "models", env={**env, "MLFLOW_TRACKING_URI": elsewhere})
+    assert_service_error(stopped, f"MLflow tracking server at {elsewhere} is unreachable")
+
+
+DRIVER_SCRIPT = """
+import sys
+from sqlalchemy import create_engine, text
+engine = create_engine(sys.argv[1])
+with engine.connect() as connection:
+    user = connection.execute(text("select current_user")).scalar()
+print(engine.dialect.driver, user)
+"""
+
+
+@pytest.mark.parametrize(
+    ("scheme", "driver"),
+    [
+        ("postgresql", "psycopg"),
+        ("postgresql+psycopg", "psycopg"),
+        ("postgresql+psycopg2", "psycopg2"),
+    ],
+)
+def test_the_driver_a_postgresql_answer_installs_is_the_one_sqlalchemy_loads(
+    cookies_session: Any, database: Postgres, tmp_path: Path, scheme: str, driver: str
+) -> None:
+    uri = database.uri(scheme)
+    result = cookies_session.bake(
+        extra_context={"project_slug": f"driver-{driver}", "mlflow_tracking_uri": uri}
+    )
+    assert result.exception is None
+    project = BakedProject(Path(result.project_path))
+    train = project.load("pyproject.toml")["project"]["optional-dependencies"]["train"]
+    declared = [item for item in train if item.startswith(("psycopg", "sqlalchemy"))]
+    assert declared, train
+    # what `make setup` resolves for them, and nothing else: MLflow's SQLAlchemy range
+    uv = str(TOOLS_BIN / "uv")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--quiet", str(venv)], check=True)
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin/python"),
+         "sqlalchemy>=1.4,<3", *declared],
+        check=True,
+    )  # fmt: skip
+    loaded = project.check(
+        str(venv / "bin/python"), "-c", DRIVER_SCRIPT, uri, env={"PGPASSWORD": database.password}
+    )
+    assert loaded.stdout.split() == [driver, database.user]

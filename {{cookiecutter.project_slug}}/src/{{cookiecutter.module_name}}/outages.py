@@ -1,0 +1,89 @@
+"""Failures of the services MLflow talks to, as one line that names the service.
+
+A wrong database password, a stopped database, an unreachable tracking server or a
+missing artifact bucket is not a bug of the project: the CLI prints what `explain`
+returns instead of a traceback. Exceptions are recognised by class name, so this module
+imports none of the libraries that raise them (the server must start without them).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ProjectError
+
+
+class ServiceError(ProjectError):
+    """A tracking server, its database or its artifact store refused or failed."""
+
+
+DATABASE = ("sqlalchemy.exc.OperationalError", "sqlalchemy.exc.InterfaceError")
+UNREACHABLE = (
+    "requests.exceptions.ConnectionError",
+    "urllib3.exceptions.MaxRetryError",
+    "requests.exceptions.Timeout",
+)
+S3 = (
+    "botocore.exceptions.ClientError",
+    "botocore.exceptions.EndpointConnectionError",
+    "botocore.exceptions.NoCredentialsError",
+)
+MLFLOW = ("mlflow.exceptions.MlflowException",)
+# MLflow's error codes for a server that failed, rather than a request it refused.
+SERVER_SIDE = ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE")
+BUCKET = re.compile(r"NoSuchBucket|bucket does not exist", re.IGNORECASE)
+# urllib3 gave up retrying because the server kept failing, not because it is down.
+SERVER_ERRORS = re.compile(r"too many \d{3} error responses")
+
+
+def without_password(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _names(error: BaseException) -> set[str]:
+    return {f"{kind.__module__}.{kind.__qualname__}" for kind in type(error).__mro__}
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def explain(error: BaseException, tracking_uri: str) -> ServiceError | None:
+    """The service failure behind `error`, or None when it is not one (then: a bug)."""
+    uri = without_password(tracking_uri)
+    for cause in _chain(error):
+        names = _names(cause)
+        if names.intersection(DATABASE):
+            detail = _first_line(getattr(cause, "orig", None) or cause)
+            return ServiceError(f"the tracking database ({uri}) failed: {detail}")
+        if names.intersection(S3) or BUCKET.search(str(cause)):
+            return ServiceError(f"the artifact store (S3) failed: {_first_line(cause)}")
+        if names.intersection(UNREACHABLE) and SERVER_ERRORS.search(str(cause)):
+            failed = "its artifact store" if "mlflow-artifacts" in str(cause) else "it"
+            return ServiceError(
+                f"the MLflow tracking server at {uri} answered with server errors: {failed} "
+                f"failed, and the server's log says why ({_first_line(cause)})"
+            )
+        if names.intersection(UNREACHABLE):
+            return ServiceError(
+                f"the MLflow tracking server at {uri} is unreachable: {_first_line(cause)}"
+            )
+    server_side = getattr(error, "error_code", "") in SERVER_SIDE
+    if server_side and _names(error).intersection(MLFLOW):
+        return ServiceError(f"the MLflow tracking server at {uri} failed: {_first_line(error)}")
+    return None

@@ -1,0 +1,70 @@
+"""Service failures become one line naming the service; anything else stays a bug."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import sqlalchemy
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
+from sqlalchemy import exc
+from urllib3.exceptions import MaxRetryError, ResponseError
+
+from {{ cookiecutter.module_name }}.cli import main
+from {{ cookiecutter.module_name }}.outages import (
+    explain,
+    without_password,
+)
+
+
+def test_a_database_failure_names_the_database_without_its_password() -> None:
+    uri = "postgresql://mlflow:s3cret@db:5432/mlflow"
+    engine = sqlalchemy.create_engine("sqlite:////nonexistent/dir/store.db")
+    with pytest.raises(exc.OperationalError) as raised:
+        engine.connect()
+    outage = explain(raised.value, uri)
+    assert outage is not None
+    assert str(outage).startswith("the tracking database (postgresql://mlflow:***@db:5432")
+    assert "unable to open database file" in str(outage)
+    assert "s3cret" not in str(outage)
+
+
+def test_an_unreachable_server_and_a_server_error_name_the_server() -> None:
+    uri = "http://127.0.0.1:9"
+    try:
+        requests.get(uri, timeout=2)
+    except requests.ConnectionError as error:
+        try:
+            raise MlflowException("API request failed") from error
+        except MlflowException as wrapped:
+            outage = explain(wrapped, uri)
+    assert outage is not None
+    assert f"the MLflow tracking server at {uri} is unreachable" in str(outage)
+
+    url = "/api/2.0/mlflow-artifacts/artifacts/1/model/MLmodel"
+    gave_up = MaxRetryError(None, url, ResponseError("too many 500 error responses"))  # type: ignore[arg-type]
+    assert "answered with server errors: its artifact store failed" in str(explain(gave_up, uri))
+    failed = MlflowException("INTERNAL_ERROR: database is down", error_code=INTERNAL_ERROR)
+    assert f"server at {uri} failed: INTERNAL_ERROR" in str(explain(failed, uri))
+    missing = MlflowException("An error occurred (NoSuchBucket) when calling PutObject")
+    assert "artifact store (S3)" in str(explain(missing, uri))
+
+
+def test_other_errors_are_not_outages() -> None:
+    assert explain(ValueError("a bug"), "http://host") is None
+    refused = MlflowException("no such model", error_code=RESOURCE_DOES_NOT_EXIST)
+    assert explain(refused, "http://host") is None
+    assert without_password("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_the_cli_prints_one_line_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+    assert main(["models"]) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith("error: the MLflow tracking server at http://127.0.0.1:9 is unreach")
+    assert "Traceback" not in error
