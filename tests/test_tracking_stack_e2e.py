@@ -131,6 +131,13 @@ def project(cookies_session: Any, server: str, s3: S3Server) -> BakedProject:
     return install_project(cookies_session, answers)
 
 
+@pytest.fixture(scope="module")
+def trained(project: BakedProject, s3: S3Server) -> BakedProject:
+    """The project after `make pipeline` against the stack (what the other tests start from)."""
+    project.check("make", "pipeline", env=client_env(s3), timeout=1500)
+    return project
+
+
 def registry(project: BakedProject, uri: str, env: dict[str, str]) -> dict[str, Any]:
     output = project.check(
         ".venv/bin/python", "-c", REGISTRY_SCRIPT, uri, project.path.name, env=env
@@ -148,10 +155,9 @@ def assert_service_error(result: subprocess.CompletedProcess[str], *fragments: s
 
 
 def test_the_pipeline_registers_on_the_stack(
-    project: BakedProject, server: str, s3: S3Server, settings: dict[str, str]
+    trained: BakedProject, server: str, s3: S3Server, settings: dict[str, str]
 ) -> None:
-    env = client_env(s3)
-    project.check("make", "pipeline", env=env, timeout=1500)
+    project, env = trained, client_env(s3)
     state = registry(project, server, env)
     assert state == {"versions": [1], "aliases": {"champion": "1", "challenger": "1"}}
     keys = s3.keys(settings["MLFLOW_BUCKET"])
@@ -160,8 +166,8 @@ def test_the_pipeline_registers_on_the_stack(
     assert not (project.path / "mlartifacts").exists(), "artifacts go through the server"
 
 
-def test_dvc_push_and_pull_restore_the_outputs(project: BakedProject, s3: S3Server) -> None:
-    env = client_env(s3)
+def test_dvc_push_and_pull_restore_the_outputs(trained: BakedProject, s3: S3Server) -> None:
+    project, env = trained, client_env(s3)
     roots = ["data/raw", "data/processed", "models/model", "models/profile.json"]
     before = dvc_outputs(project, roots)
     assert len(before) > 5
@@ -175,8 +181,9 @@ def test_dvc_push_and_pull_restore_the_outputs(project: BakedProject, s3: S3Serv
 
 
 def test_the_server_loads_the_champion_from_the_registry(
-    project: BakedProject, s3: S3Server
+    trained: BakedProject, s3: S3Server
 ) -> None:
+    project = trained
     records = json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout)[:3]
     with serving(project, base_env={**os.environ, **client_env(s3)}) as base:
         status, answer = call(f"{base}/predict", records)
@@ -230,17 +237,17 @@ def test_a_postgresql_answer_trains_on_the_same_database(
 
 
 def test_a_stopped_database_or_a_missing_bucket_changes_nothing(
-    project: BakedProject,
+    trained: BakedProject,
     server: str,
     s3: S3Server,
     database: Postgres,
     tracking_image: Image,
     settings: dict[str, str],
 ) -> None:
-    env = client_env(s3)
+    project, env = trained, client_env(s3)
     cli = f".venv/bin/{project.path.name}"
     before = registry(project, server, env)
-    assert before["versions"], "the pipeline test registered a version first"
+    assert before["versions"]
 
     database.stop()
     try:
