@@ -51,15 +51,16 @@ test: install system-tools ## The whole template suite: structural tests, end-to
 test-fast: install ## Structural tests only (no project installs)
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup -m "not e2e"
 
-lint: install ## ruff and mypy on the hooks and tests
-	$(BIN)/ruff check hooks tests bench
-	$(BIN)/ruff format --check hooks tests bench
-	$(BIN)/mypy hooks tests bench
+lint: install ## ruff and mypy on the hooks, the prompt checks and the tests
+	$(BIN)/ruff check hooks tests bench local_extensions.py
+	$(BIN)/ruff format --check hooks tests bench local_extensions.py
+	$(BIN)/mypy hooks tests bench local_extensions.py
 
 bench: install ## Benchmarks of the rendered project (figures for the README)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/batch.py
 
 clean: ## Remove .venv and build/
 	rm -rf $(VENV) build

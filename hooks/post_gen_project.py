@@ -2,6 +2,10 @@
 
 Runs inside the new project directory. Nothing here touches the network, and a
 failing git step only warns: the rendered project is never thrown away for it.
+
+`cruft update` and `cruft diff` render the template twice into temporary folders and
+diff the results: there the hook prunes but neither creates a repository nor prints
+next steps (the rendered pyproject.toml also tells cruft to skip `.git`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -109,13 +114,26 @@ def init_git(root: Path, answers: Answers) -> str:
     return "git repository created on branch main with a first commit (DVC is set up in .dvc/)"
 
 
-def next_steps(root: Path, git_report: str | None) -> str:
+def rendered_by_cruft(answers: Answers) -> bool:
+    # cruft adds _commit; cookiecutter's own command line adds _output_dir.
+    return "_commit" in answers and "_output_dir" not in answers
+
+
+def is_cruft_scratch_render(answers: Answers, root: Path) -> bool:
+    """A render cruft makes to compute a diff: in a fresh tmpXXXX folder of the temp dir."""
+    scratch = root.parent
+    in_temp = scratch.parent == Path(tempfile.gettempdir()).resolve()
+    return rendered_by_cruft(answers) and in_temp and scratch.name.startswith("tmp")
+
+
+def next_steps(root: Path, git_report: str | None, cruft: bool = False) -> str:
     lines = [f"Created {root}"]
     if git_report:
         lines.append(git_report)
+    lines += ["Next steps:", f"  cd {root.name}"]
+    if cruft:  # cruft writes .cruft.json after this hook, so after the first commit
+        lines.append("  git add .cruft.json && git commit -m 'Record the template version'")
     lines += [
-        "Next steps:",
-        f"  cd {root.name}",
         "  make setup   # .venv with uv, the project installed with its train, serve and dev sets",
         "  make test    # the project's tests",
         "  make help    # every target",
@@ -125,8 +143,10 @@ def next_steps(root: Path, git_report: str | None) -> str:
 
 def main(answers: Answers, root: Path) -> int:
     prune(root, answers)
+    if is_cruft_scratch_render(answers, root):
+        return 0
     git_report = init_git(root, answers) if answers["initialize_git"] == "yes" else None
-    print(next_steps(root, git_report))
+    print(next_steps(root, git_report, cruft=rendered_by_cruft(answers)))
     return 0
 
 

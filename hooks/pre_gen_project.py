@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
+import shlex
 import subprocess
 import sys
 import unicodedata
@@ -303,13 +305,93 @@ def remove_created_parents_later(slug: str, output_dir: str) -> None:
     )
 
 
+def template_defaults(answers: Answers) -> dict[str, Any]:
+    """cookiecutter.json's plain defaults (a choice's first value); derived ones are left out.
+
+    Empty when the template folder is unknown (cruft), so every answer is then repeated.
+    """
+    # A relative _repo_dir is relative to where cookiecutter was started, not to this hook.
+    path = (
+        Path(os.environ.get("PWD", ".")) / str(answers.get("_repo_dir", "")) / "cookiecutter.json"
+    )
+    try:
+        context = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        key: value[0] if isinstance(value, list) else value
+        for key, value in context.items()
+        if not key.startswith("_") and not (isinstance(value, str) and "{" in value)
+    }
+
+
+def derived(key: str, answers: Answers) -> str | None:
+    """What cookiecutter would fill in for a derived answer, or None when unknown."""
+    if key == "module_name":
+        return str(answers.get("project_slug", "")).replace("-", "_")
+    if key == "project_slug":
+        try:
+            from slugify import slugify  # cookiecutter's own dependency
+        except ImportError:
+            return None
+        return str(slugify(str(answers.get("project_name", ""))))
+    return None
+
+
+def changed_answers(answers: Answers, rejected: list[str]) -> dict[str, str]:
+    """The answers that differ from what --no-input would choose, rejected ones first."""
+    defaults = template_defaults(answers)
+    keys = [key for key in answers if not key.startswith("_")]
+    keys.sort(key=lambda key: key not in rejected)
+    changed: dict[str, str] = {}
+    for key in keys:
+        value = str(answers[key])
+        default = defaults[key] if key in defaults else derived(key, answers)
+        if key in rejected or value != (str(default) if default is not None else None):
+            changed[key] = value
+    return changed
+
+
+def shell_word(text: str) -> str:
+    """`text` quoted for a POSIX shell, on one line even when it holds a line break."""
+    if text.isprintable():
+        return shlex.quote(text)
+
+    def escape(char: str) -> str:
+        if char.isprintable() and char not in "\\'":
+            return char
+        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+    return "$'" + "".join(map(escape, text)) + "'"  # bash and zsh decode \xHH, \uHHHH
+
+
+def rerun_command(answers: Answers, rejected: list[str]) -> str:
+    """The one command that renders again with these answers, once the rejected are fixed."""
+    changed = changed_answers(answers, rejected)
+    template = str(answers.get("_template") or "<template>")
+    if "_commit" in answers and "_output_dir" not in answers:  # cruft create
+        context = json.dumps(changed, ensure_ascii=False)
+        words = ["cruft", "create", "--no-input", "--extra-context", context, template]
+        return " ".join(map(shell_word, words))
+    command = ["cookiecutter", "--no-input", template]
+    output_dir = str(answers.get("_output_dir", ""))
+    here = os.path.realpath(os.environ.get("PWD", "."))
+    if output_dir and os.path.realpath(output_dir) != here:
+        command[2:2] = ["--output-dir", output_dir]
+    words = command + [f"{key}={value}" for key, value in changed.items()]
+    return " ".join(map(shell_word, words))
+
+
 def main(answers: Answers) -> int:
     problems = validate(answers)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
+        rejected = list(dict.fromkeys(problem.key for problem in problems))
         print(
-            f"cookiecutter-mlops: {len(problems)} answer(s) rejected; nothing was generated.",
+            f"cookiecutter-mlops: {len(problems)} answer(s) rejected; nothing was generated.\n"
+            f"Your answers are kept in this command: fix {', '.join(rejected)} in it and run it:\n"
+            f"  {rerun_command(answers, rejected)}",
             file=sys.stderr,
         )
         remove_created_parents_later(

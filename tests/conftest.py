@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.com")
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-cookies renders the template given by --template; default to this repository.
     config.option.template = str(TEMPLATE_DIR)
+    # cookiecutter's own command puts the template on sys.path for its local_extensions
+    # before the prompts; pytest-cookies prompts before it does.
+    if str(TEMPLATE_DIR) not in sys.path:
+        sys.path.append(str(TEMPLATE_DIR))
 
 
 def bake_project(cookies: Any, answers: dict[str, Any]) -> BakedProject:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,13 @@ ALWAYS = [
     "src/{module}/__main__.py",
     "src/{module}/api.py",
     "src/{module}/artifact.py",
+    "src/{module}/batch_scoring.py",
     "src/{module}/cli.py",
     "src/{module}/compiler.py",
     "src/{module}/config.py",
     "src/{module}/custom.py",
     "src/{module}/data.py",
+    "src/{module}/engines.py",
     "src/{module}/errors.py",
     "src/{module}/estimators.py",
     "src/{module}/evaluate.py",
@@ -70,7 +71,9 @@ ALWAYS = [
     "src/{module}/train.py",
     "src/{module}/py.typed",
     "tests/conftest.py",
+    "tests/test_batch_scoring.py",
     "tests/test_cli.py",
+    "tests/test_cli_errors.py",
     "tests/test_compiler.py",
     "tests/test_config.py",
     "tests/test_data.py",
@@ -91,11 +94,13 @@ OPTION_FILES = {
         ".github/workflows/ci.yml",
         ".github/workflows/deploy.yml",
         ".github/workflows/train.yml",
+        ".github/workflows/batch.yml",
     ],
     ("deploy", "kubernetes"): [
         "make/kubernetes.mk",
         "deploy/k8s/base/api/deployment.yaml",
         "deploy/k8s/base/api/kustomization.yaml",
+        "deploy/k8s/base/batch-predict-cronjob.yaml",
         "deploy/k8s/base/hpa.yaml",
         "deploy/k8s/base/kustomization.yaml",
         "deploy/k8s/base/networkpolicy.yaml",
@@ -431,20 +436,3 @@ def test_every_option_changes_the_render(
     variant: dict[str, Any], cookies_session: Any, default_digest: str
 ) -> None:
     assert tree_digest(bake_project(cookies_session, variant).path) != default_digest
-
-
-def test_cruft_create_and_check(tmp_path: Path) -> None:
-    """Users who render with cruft can later see whether the template moved on."""
-    cruft = str(TOOLS_BIN / "cruft")
-    subprocess.run(
-        [cruft, "create", "--no-input", "--output-dir", str(tmp_path), str(TEMPLATE_DIR)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    project = BakedProject(tmp_path / "my-ml-service")
-    assert project.has_file(".cruft.json")
-    assert json.loads(project.read(".cruft.json"))["context"]["cookiecutter"]["task"] == (
-        "classification"
-    )
-    project.check(cruft, "check")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import post_gen_project as post
 import pre_gen_project as pre
 import pytest
-from baked import template_defaults
+from baked import TEMPLATE_DIR, template_defaults
 from combinations import HOSTILE_NAME, HOSTILE_TEXT
 
 
@@ -247,7 +250,9 @@ def test_main_prints_each_problem_and_returns_1(
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("ERROR: python_version: '2.7' is not supported — choose one of")
     assert lines[1].startswith("ERROR: author_email:")
-    assert "nothing was generated" in lines[-1]
+    assert "nothing was generated" in lines[-3]
+    assert lines[-2].startswith("Your answers are kept in this command: fix python_version, ")
+    assert lines[-1].startswith("  cookiecutter --no-input")
 
 
 def test_main_returns_0_and_prints_nothing_for_valid_answers(
@@ -362,3 +367,57 @@ def test_next_steps_name_the_project_and_commands(tmp_path: Path) -> None:
     assert "cd my-ml-service" in text
     assert "make setup" in text
     assert "git repository created" in text
+
+
+def test_rerun_command_keeps_the_changed_answers_and_the_rejected(
+    answers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PWD", str(tmp_path))
+    typed = {
+        **answers,
+        "task": "regression",
+        "author_email": "zoe@",
+        "description": "two\nlines",
+        "_template": "gh:acme/cookiecutter-mlops",
+        "_output_dir": str(tmp_path),
+        "_repo_dir": str(TEMPLATE_DIR),
+    }
+    command = pre.rerun_command(typed, ["author_email", "description"])
+    assert command == (
+        "cookiecutter --no-input gh:acme/cookiecutter-mlops $'description=two\\x0alines' "
+        "author_email=zoe@ task=regression"
+    )
+
+
+def test_rerun_command_names_another_output_dir(
+    answers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PWD", str(tmp_path / "elsewhere"))
+    typed = {**answers, "_template": ".", "_output_dir": str(tmp_path), "author_email": "x"}
+    command = pre.rerun_command(typed, ["author_email"])
+    assert command.startswith(f"cookiecutter --no-input --output-dir {tmp_path} . author_email=x")
+
+
+def test_rerun_command_under_cruft_passes_the_answers_as_extra_context(
+    answers: dict[str, Any],
+) -> None:
+    typed = {**answers, "_template": "/srv/template", "_commit": "abc", "author_email": "x"}
+    command = shlex.split(pre.rerun_command(typed, ["author_email"]))
+    assert command[:4] == ["cruft", "create", "--no-input", "--extra-context"]
+    assert json.loads(command[4])["author_email"] == "x"
+    assert command[5] == "/srv/template"
+
+
+def test_cruft_scratch_renders_are_recognised(answers: dict[str, Any], tmp_path: Path) -> None:
+    scratch = Path(tempfile.mkdtemp()) / "my-ml-service"
+    by_cruft = {**answers, "_commit": "abc"}
+    by_cookiecutter = {**by_cruft, "_output_dir": str(scratch.parent)}
+    assert post.is_cruft_scratch_render(by_cruft, scratch.resolve())
+    assert not post.is_cruft_scratch_render(by_cookiecutter, scratch.resolve())
+    assert not post.is_cruft_scratch_render(by_cruft, tmp_path / "my-ml-service")
+    scratch.parent.rmdir()
+
+
+def test_next_steps_under_cruft_say_to_commit_cruft_json(tmp_path: Path) -> None:
+    text = post.next_steps(tmp_path / "my-ml-service", None, cruft=True)
+    assert "git add .cruft.json" in text

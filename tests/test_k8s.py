@@ -225,8 +225,8 @@ def test_operator_objects_follow_the_monitoring_option(
         for overlay, docs in rendered.items():
             assert not kinds[overlay] & OPERATOR_KINDS
             assert not any(doc["apiVersion"].startswith("monitoring.coreos.com") for doc in docs)
-            cronjobs = [doc["metadata"]["name"] for doc in of_kind(docs, "CronJob")]
-            expected = [] if overlay == "canary" else [f"{slug}-retrain"]
+            cronjobs = sorted(doc["metadata"]["name"] for doc in of_kind(docs, "CronJob"))
+            expected = [] if overlay == "canary" else [f"{slug}-batch", f"{slug}-retrain"]
             assert cronjobs == expected, "the drift command only exists with monitoring=prometheus"
         return
     for overlay in ("staging", "production", "blue-green"):
@@ -461,11 +461,12 @@ def test_canary_is_production_but_for_image_and_track(
         deployment.pop("metadata")
     assert canary == production
     production_config = dict(of_kind(rendered["production"], "ConfigMap")[0]["data"])
-    production_config.pop("DRIFT_CURRENT_URL", None)  # the drift check's, not the API's
+    for job_setting in ("DRIFT_CURRENT_URL", "BATCH_INPUT_URL", "BATCH_OUTPUT_URL"):
+        production_config.pop(job_setting, None)  # the jobs', not the API's
     assert of_kind(rendered["canary"], "ConfigMap")[0]["data"] == production_config
 
 
-def test_jobs_run_the_pipeline_and_the_drift_check(
+def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
     baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
 ) -> None:
     slug = baked.path.name
@@ -480,6 +481,16 @@ def test_jobs_run_the_pipeline_and_the_drift_check(
             assert spec["concurrencyPolicy"] == "Forbid"
             assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
             assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+        batch = one(docs, "CronJob", f"{slug}-batch")["spec"]["jobTemplate"]["spec"]
+        script = batch["template"]["spec"]["containers"][0]["args"][0]
+        assert (
+            f'exec {slug} predict --input "$BATCH_INPUT_URL" --output "$BATCH_OUTPUT_URL" '
+            "--alias champion" in script
+        )
+        (rule,) = batch["podFailurePolicy"]["rules"]
+        assert rule["onExitCodes"]["values"] == [1, 2], "rejected rows and bad input: no retry"
+        (config,) = of_kind(docs, "ConfigMap")
+        assert {"BATCH_INPUT_URL", "BATCH_OUTPUT_URL"} <= set(config["data"])
         if answers["monitoring"] == "prometheus":
             drift = one(docs, "CronJob", f"{slug}-drift")["spec"]["jobTemplate"]["spec"]
             script = drift["template"]["spec"]["containers"][0]["args"][0]

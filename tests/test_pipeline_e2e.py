@@ -89,8 +89,12 @@ def test_pipeline_lifecycle(cookies_session: Any, answers: dict[str, str]) -> No
     task = answers["task"]
 
     # 1. make pipeline: every stage runs, the model is registered as champion
-    output = project.check("make", "pipeline", timeout=1200).stdout
+    ran = project.check("make", "pipeline", timeout=1200)
+    output = ran.stdout
     assert stages_run(output) == ["sample", "prepare", "train", "evaluate", "register"]
+    # Quiet: no progress bars in a log, no warning that is not a problem, no false news.
+    for noise in ("Downloading artifacts", "WARNING mlflow", "already exists", "INFO mlflow"):
+        assert noise not in output + ran.stderr, noise
     metrics = json.loads(project.read("metrics/test.json"))
     assert set(metrics) == METRICS[task]
     for name in ("data/processed/schema.json", "models/model/MLmodel", "models/profile.json"):
@@ -232,6 +236,21 @@ def test_your_own_csv_and_the_dvc_remote(cookies_session: Any) -> None:
     assert dvc_outputs(project, roots) == before
     storage = project.path.parent / f"{project.path.name}-dvc-storage"
     assert any(storage.rglob("*")), "the default remote is a folder beside the project"
+
+    # Batch scoring of the DVC-tracked file with the champion: numpy and the library agree.
+    cli = f".venv/bin/{project.path.name}"
+    scored = {}
+    for predictor in ("numpy", "library"):
+        output = f"build/scored-{predictor}.csv"
+        source = "dvc://data/raw/customers.csv"
+        ran = project.check(cli, "predict", "--input", source, "--output", output,
+                            "--keep", "churned", "--predictor", predictor)  # fmt: skip
+        assert "400 rows: 400 scored, 0 rejected" in ran.stdout
+        scored[predictor] = pd.read_csv(project.path / output, dtype={"model_version": str})
+    assert scored["numpy"]["model_version"].tolist() == ["1"] * 400
+    assert scored["numpy"]["prediction"].tolist() == scored["library"]["prediction"].tolist()
+    probabilities = ["proba_no", "proba_yes"]
+    assert np.allclose(scored["numpy"][probabilities], scored["library"][probabilities])
 
 
 def test_pipeline_against_a_real_mlflow_server(cookies_session: Any, tmp_path: Path) -> None:

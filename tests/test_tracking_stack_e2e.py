@@ -191,6 +191,29 @@ def test_the_server_loads_the_champion_from_the_registry(
     assert len(answer["predictions"]) == 3
 
 
+def test_predict_scores_a_file_on_s3_into_s3_with_the_champion(
+    trained: BakedProject, s3: S3Server
+) -> None:
+    project, env = trained, client_env(s3)
+    bucket = s3.client()
+    rows = (project.path / "data/processed/test.csv").read_bytes()
+    bucket.put_object(Bucket=DVC_BUCKET, Key="batch/in.csv", Body=rows)
+    bucket.put_object(Bucket=DVC_BUCKET, Key="batch/out.csv.rejects.csv", Body=b"stale")
+    cli = f".venv/bin/{project.path.name}"
+
+    ran = project.check(cli, "predict", "--input", f"s3://{DVC_BUCKET}/batch/in.csv",
+                        "--output", f"s3://{DVC_BUCKET}/batch/out.csv", env=env)  # fmt: skip
+
+    lines = rows.decode().count("\n") - 1
+    assert f"{lines} rows: {lines} scored, 0 rejected" in ran.stdout
+    keys = s3.keys(DVC_BUCKET)
+    assert "batch/out.csv" in keys
+    assert "batch/out.csv.rejects.csv" not in keys, "a clean run removes the old rejects"
+    scored = bucket.get_object(Bucket=DVC_BUCKET, Key="batch/out.csv")["Body"].read().decode()
+    assert scored.splitlines()[0].startswith("prediction,")
+    assert scored.count("\n") == lines + 1
+
+
 def test_a_postgresql_answer_trains_on_the_same_database(
     cookies_session: Any, database: Postgres, s3: S3Server
 ) -> None:

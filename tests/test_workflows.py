@@ -33,7 +33,7 @@ from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, free_port, template_def
 from combinations import SUPPORTED_COMBINATIONS
 from conftest import bake_project, install_project, setup_env
 
-WORKFLOWS = ("ci.yml", "train.yml", "deploy.yml", "drift.yml")
+WORKFLOWS = ("ci.yml", "train.yml", "deploy.yml", "drift.yml", "batch.yml")
 
 
 def answers_of(param: Any) -> dict[str, Any]:
@@ -55,6 +55,7 @@ PERMISSIONS: dict[str, dict[str, dict[str, str]]] = {
         "rollback": READ,
     },
     "drift.yml": {"check": READ, "alert": {"issues": "write", "actions": "write"}},
+    "batch.yml": {"score": READ},
 }
 # The jobs that write to the repository run none of the project's code: no make, and
 # only these actions.
@@ -70,6 +71,7 @@ RUN_HERE = {
     ("ci.yml", "test"),
     ("train.yml", "train"),
     ("drift.yml", "check"),
+    ("batch.yml", "score"),
     ("deploy.yml", "rollback"),
 }
 NOT_RUN_HERE = {
@@ -205,7 +207,7 @@ def test_the_combinations_with_github_ci_cover_every_optional_part() -> None:
 
 def test_the_workflows_are_rendered(baked: BakedProject, answers: dict[str, Any]) -> None:
     names = set(rendered_workflows(baked))
-    required = {"ci.yml", "train.yml", "deploy.yml"}
+    required = {"ci.yml", "train.yml", "deploy.yml", "batch.yml"}
     if answers["monitoring"] == "prometheus":
         required.add("drift.yml")
     assert required <= names <= set(WORKFLOWS)
@@ -652,6 +654,40 @@ def test_the_drift_check_tells_drift_from_no_drift(
     )
     assert drifted == {"detected": "true"}
     assert "drift" in (tmp_path / "drifted/summary.md").read_text("utf-8").lower()
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_batch_job_scores_a_file_and_keeps_its_rejects(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    env = setup_env(template_defaults())
+    # the registry the ci job filled (a secret here; without one the job trains first)
+    values = {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    rejected_step = {"steps.score.outputs.rejected == 'true'": False}
+    # a file DVC tracks, not in the workspace: read from DVC's storage through dvc://
+    (installed.path / "data/raw/sample.csv").unlink()
+    values["INPUT"] = "data/raw/sample.csv"
+    clean = run_job(installed, "batch.yml", "score", tmp_path / "clean", env, values, rejected_step)
+    installed.check(".venv/bin/dvc", "checkout", "data/raw/sample.csv")
+    assert clean == {"rejected": "false"}
+    summary = (tmp_path / "clean/summary.md").read_text("utf-8")
+    assert "Input: `dvc://data/raw/sample.csv`" in summary
+    assert "Rows scored: 569" in summary
+    assert not installed.has_file("build/batch/predictions.csv.rejects.csv")
+
+    installed.check(
+        ".venv/bin/python", "-c",
+        "import pandas as pd; frame = pd.read_csv('data/processed/test.csv');"
+        "frame = frame.astype({'mean_radius': object}); frame.loc[0, 'mean_radius'] = 'wide';"
+        "frame.to_csv('build/bad.csv', index=False)",
+    )  # fmt: skip
+    values["INPUT"] = "build/bad.csv"
+    bad = run_job(installed, "batch.yml", "score", tmp_path / "bad", env, values, rejected_step)
+    assert bad == {"rejected": "true"}
+    rejects = installed.read("build/batch/predictions.csv.rejects.csv").splitlines()
+    assert rejects == ["line,field,reason", "2,mean_radius,not a number: wide"]
+    assert "Rejected rows: 1" in (tmp_path / "bad/summary.md").read_text("utf-8")
 
 
 @pytest.mark.e2e

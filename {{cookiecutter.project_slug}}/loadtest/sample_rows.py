@@ -5,7 +5,7 @@ the training data was distributed (profile.py). Each feature is drawn on its own
 its training distribution: a number by inverse-CDF on the profile's quantiles, a category
 by its training frequency, and null (only where the schema allows it) as often as it was
 missing. So every record is one the API accepts, for any task and any CSV, and the
-served traffic looks like the training data to the drift monitor.
+served traffic is distributed like the training data.
 
 Standard library only: the load test runs without the project installed.
 """

@@ -1,7 +1,10 @@
 # docker compose: included by the Makefile.
-
-# docker-compose.yml, plus docker-compose.monitoring.yml where monitoring is rendered.
-COMPOSE := docker compose -f docker-compose.yml $(if $(wildcard docker-compose.monitoring.yml),-f docker-compose.monitoring.yml)
+{% if cookiecutter.monitoring == "prometheus" %}
+# docker-compose.yml, plus docker-compose.monitoring.yml (Prometheus, Alertmanager, Grafana).
+COMPOSE := docker compose -f docker-compose.yml -f docker-compose.monitoring.yml
+{%- else %}
+COMPOSE := docker compose -f docker-compose.yml
+{%- endif %}
 
 .PHONY: stack-up stack-down
 

@@ -44,7 +44,7 @@ k8s-switch: ## Blue-green: the Service selects COLOR, in the overlay's live.yaml
 	  echo "  kubectl apply -k $(K8S_BLUE_GREEN)"; \
 	fi
 
-# The deploy workflow: ENV's overlay with the API image $(IMAGE):$(TAG) and the jobs'
+# A release: ENV's overlay with the API image $(IMAGE):$(TAG) and the jobs'
 # $(IMAGE)-train:$(TAG), through build/k8s/release-<ENV>/kustomization.yaml, which
 # patches the images (nothing under deploy/ changes); kubectl's current context.
 K8S_ENV = $(if $(and $(filter 1,$(words $(ENV))),$(filter $(ENV),$(K8S_OVERLAYS))),$(ENV),$(error ENV=$(ENV): use one of $(K8S_OVERLAYS)))

@@ -27,7 +27,7 @@ monitoring-check: ## Check monitoring/: Prometheus config, alert rules and their
 	else \
 	  amtool check-config $(ALERTMANAGER_CONFIG); \
 	fi
-# The drift workflow's input: recent data from anywhere DVC reads.
+# The drift check's input: recent data from anywhere DVC reads.
 DRIFT_INPUT := build/drift/current.csv
 
 .PHONY: drift-input

@@ -210,3 +210,24 @@ def test_drift_command_needs_a_model(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, _ = run_drift(tmp_path, tmp_path / "nowhere", pd.DataFrame({"size": [1.0]}))
     assert code == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_drift_command_refuses_an_empty_file_and_an_unknown_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert main(["drift", "--current", str(empty)]) == 2
+    assert "empty.csv: the file is empty (0 bytes)" in capsys.readouterr().err
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("DRIFT_PSI_ALERT", "high")
+    current = tmp_path / "current.csv"
+    current.write_text("size\n1.0\n", encoding="utf-8")
+    assert main(["drift", "--current", str(current)]) == 2
+    assert "DRIFT_PSI_ALERT='high': Input should be a valid number" in capsys.readouterr().err
+    monkeypatch.delenv("DRIFT_PSI_ALERT")
+    assert main(["drift", "--current", str(current), "--alias", "nope"]) == 2
+    error = capsys.readouterr().err
+    assert "is registered yet — run `make pipeline` first" in error
+    assert len(error.splitlines()) == 1

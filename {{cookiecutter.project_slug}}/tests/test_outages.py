@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
+
 import pytest
 import requests
 import sqlalchemy
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
+from mlflow.utils.request_utils import augmented_raise_for_status
 from sqlalchemy import exc
 from urllib3.exceptions import MaxRetryError, ResponseError
 
@@ -48,6 +53,67 @@ def test_an_unreachable_server_and_a_server_error_name_the_server() -> None:
     assert f"server at {uri} failed: INTERNAL_ERROR" in str(explain(failed, uri))
     missing = MlflowException("An error occurred (NoSuchBucket) when calling PutObject")
     assert "artifact store (S3)" in str(explain(missing, uri))
+
+
+ANSWER_500 = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def failing_server(answer_puts: bytes | None = None) -> socket.socket:
+    """A port that resets each connection, as a failing upload is reset; or answers PUTs."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def fail_each() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            head = connection.recv(1024)
+            if answer_puts is not None and head.startswith(b"PUT "):
+                connection.sendall(answer_puts)
+            else:
+                linger = struct.pack("ii", 1, 0)  # close with a reset, not a goodbye
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            connection.close()
+
+    threading.Thread(target=fail_each, daemon=True).start()
+    return listener
+
+
+def upload_then_mark_failed(uri: str) -> requests.RequestException:
+    """What MLflow does: upload an artifact; on failure, mark the model FAILED; raise."""
+    try:
+        try:
+            answer = requests.put(
+                f"{uri}/api/2.0/mlflow-artifacts/artifacts/1/MLmodel", data=b"x", timeout=5
+            )
+            augmented_raise_for_status(answer)  # type: ignore[no-untyped-call]
+        except requests.RequestException:
+            requests.patch(f"{uri}/api/2.0/mlflow/logged-models/m-1", json={}, timeout=5)
+    except requests.RequestException as error:
+        return error
+    raise AssertionError("the server did not fail")
+
+
+@pytest.mark.parametrize(
+    ("answer_puts", "how"),
+    [(None, "dropped the request"), (ANSWER_500, "answered 500")],
+    ids=["upload-reset", "upload-500"],
+)
+def test_a_failed_upload_is_the_cause_not_the_cleanup_after_it(
+    answer_puts: bytes | None, how: str
+) -> None:
+    listener = failing_server(answer_puts)
+    uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        error = upload_then_mark_failed(uri)
+    finally:
+        listener.close()
+    assert error.request is not None
+    assert "logged-models" in str(error.request.url), "the error raised is the cleanup's"
+    outage = explain(error, uri)
+    assert outage is not None
+    assert f"the MLflow tracking server at {uri} {how}: its artifact store failed" in str(outage)
 
 
 def test_other_errors_are_not_outages() -> None:

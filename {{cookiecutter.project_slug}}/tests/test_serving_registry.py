@@ -175,3 +175,30 @@ def test_export_refuses_a_model_nothing_can_serve(
     assert code == 2
     assert "step 'model': __main__.Mine is defined" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_an_alias_that_names_nothing_lists_those_that_do(
+    registry: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    monkeypatch.setenv("MODEL_NAME", NAME)
+
+    assert main(["export-model", "--alias", "nope"]) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {NAME} has no @nope — use one of: @challenger (v2), @cham")
+    assert len(error.splitlines()) == 1
+
+
+def test_promote_to_the_current_champion_says_nothing_changed(
+    registry: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    monkeypatch.setenv("MODEL_NAME", NAME)
+    champion = MlflowClient(registry).get_model_version_by_alias(NAME, "champion").version
+
+    assert main(["promote", str(champion)]) == 0
+
+    assert capsys.readouterr().out == f"{NAME}@champion is already v{champion}: nothing changed\n"
+    assert main(["promote", "99"]) == 2
+    assert f"{NAME} has no version 99" in capsys.readouterr().err

@@ -203,6 +203,7 @@ class LoadedModel:
     predictor: Predictor
     runtime: Runtime
     source: str
+    directory: Path | None = None  # the model directory it was read from
     profile: dict[str, Any] | None = None  # the training data's, for drift; see profile.py
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
@@ -220,8 +221,7 @@ def read_json(path: Path) -> Any:
 def read_model_dir(path: Path, alias: str, defaults: dict[str, Any]) -> LoadedModel:
     """A model directory, its predictor chosen by runtime.json (never by what is installed)."""
     started = time.perf_counter()
-    if not (path / SCHEMA).is_file():
-        raise ArtifactError(f"{path} is not a model directory of this project (no {SCHEMA})")
+    check_model_dir(path)
     schema = FeatureSchema.load(path / SCHEMA)
     runtime = Runtime.load(path)
     predictor: Predictor
@@ -241,6 +241,7 @@ def read_model_dir(path: Path, alias: str, defaults: dict[str, Any]) -> LoadedMo
         predictor=predictor,
         runtime=runtime,
         source=str(path),
+        directory=path,
         profile=read_json(path / PROFILE),
     )
     warm_up(model)
@@ -267,12 +268,46 @@ def registry_version(settings: Settings, alias: str) -> tuple[str, str | None]:
     """(version, run id) that `alias` names in the registry now."""
     from mlflow import MlflowClient
 
-    from .tracking import check_database
+    from .tracking import check_database, quiet_mlflow
 
+    quiet_mlflow()
     check_database(settings.mlflow_tracking_uri)
     client = MlflowClient(settings.mlflow_tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, alias)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, alias)
+    except Exception as error:
+        if getattr(error, "error_code", "") not in NOT_FOUND:
+            raise
+        raise ArtifactError(missing_alias(client, settings, alias)) from error
     return str(version.version), version.run_id
+
+
+# MLflow's codes for a registered model or alias that does not exist (per store).
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def missing_alias(client: Any, settings: Settings, alias: str) -> str:
+    """Why models:/<name>@<alias> names nothing, and what does exist."""
+    name = settings.model_name
+    try:
+        aliases: dict[str, Any] = client.get_registered_model(name).aliases
+    except Exception as error:
+        if getattr(error, "error_code", "") not in NOT_FOUND:
+            raise
+        return f"no model named {name!r} is registered yet — run `make pipeline` first"
+    known = ", ".join(f"@{known} (v{version})" for known, version in sorted(aliases.items()))
+    return f"{name} has no @{alias} — use one of: {known or 'none yet'}, or `promote <version>`"
+
+
+def check_model_dir(path: Path) -> None:
+    """Fail at once, before anything heavy is imported, when `path` is no model directory."""
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such directory — `export-model --output DIR` writes one")
+    if not (path / SCHEMA).is_file():
+        raise ArtifactError(
+            f"{path} is not a model directory of this project (no {SCHEMA}) — "
+            "give the folder `export-model` wrote"
+        )
 
 
 def download(settings: Settings, alias: str, destination: Path) -> Path:

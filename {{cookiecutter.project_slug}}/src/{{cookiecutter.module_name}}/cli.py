@@ -1,21 +1,24 @@
 """The project's one command line, installed as a console script named after the project.
 
 The pipeline stages in dvc.yaml call these commands; they work on their own too.
-Heavy libraries are imported inside the commands so `--help` stays instant.
+Heavy libraries are imported inside the commands, after the cheap checks of their
+files and values, so `--help` and a mistyped path answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import Settings, load_params
-from .errors import ProjectError
+from .config import Paths, Settings, env_name, load_params, settings_errors
+from .errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, DataError, ProjectError
 from .outages import explain
 
 if TYPE_CHECKING:
@@ -23,15 +26,30 @@ if TYPE_CHECKING:
 
 PROG = "{{ cookiecutter.project_slug }}"
 Handler = Callable[[argparse.Namespace, Settings], int]
-COMMANDS: dict[str, tuple[Handler, str]] = {}
+COMMANDS: dict[str, tuple[Handler, str, str]] = {}
+EXIT_STATUS = (
+    f"exit status: {EXIT_OK} done; {EXIT_ERROR} a problem to fix, printed as one `error:` line "
+    "(a file, flag, setting or parameter, a model or alias not registered, a tracking "
+    "server, database or bucket that failed)"
+)
 
 
-def command(name: str, help_text: str) -> Callable[[Handler], Handler]:
+def command(name: str, help_text: str, check_failed: str = "") -> Callable[[Handler], Handler]:
+    """Register a command; `check_failed` says when it exits 1 (a check said no)."""
+    status = f"{EXIT_STATUS}; {EXIT_CHECK_FAILED} {check_failed}" if check_failed else EXIT_STATUS
+
     def register_command(handler: Handler) -> Handler:
-        COMMANDS[name] = (handler, help_text)
+        COMMANDS[name] = (handler, help_text, status)
         return handler
 
     return register_command
+
+
+def require_file(path: Path, hint: str) -> Path:
+    """Fail before any heavy import when an input file is missing."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file — {hint}")
+    return path
 
 
 def show(value: object) -> None:
@@ -70,6 +88,8 @@ def prepare(args: argparse.Namespace, settings: Settings) -> int:
 @command("train", "fit the model on the train split and log it to MLflow")
 def train(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)
+    for path in (Paths.train, Paths.schema):
+        require_file(path, f"run `{PROG} prepare` first")
     from .train import train as run_train
 
     show(run_train(params, settings))
@@ -79,6 +99,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 @command("evaluate", "score the test split, write metrics, plots, model card; apply the gate")
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)
+    require_file(Paths.test, f"run `{PROG} prepare` first")
+    require_file(Paths.run, f"run `{PROG} train` first")
     from .evaluate import evaluate as run_evaluate
 
     show(run_evaluate(params, settings))
@@ -88,6 +110,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 @command("register", "register the model; @champion moves only if it is better")
 def register(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)
+    require_file(Paths.metrics, f"run `{PROG} evaluate` first")
     from .registry import register as run_register
 
     show(run_register(params, settings))
@@ -105,10 +128,15 @@ def _client(settings: Settings) -> MlflowClient:
 
 @command("promote", "give a version the @champion alias (the previous one is recorded)")
 def promote(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.version.isdigit():
+        raise ProjectError(f"version {args.version!r} is not a number — `{PROG} models` lists them")
     from .registry import promote as run_promote
 
     previous = run_promote(_client(settings), settings.model_name, args.version)
-    print(f"{settings.model_name}@champion: v{previous} -> v{args.version}")
+    if previous == args.version:
+        print(f"{settings.model_name}@champion is already v{args.version}: nothing changed")
+    else:
+        print(f"{settings.model_name}@champion: v{previous or '-'} -> v{args.version}")
     return 0
 
 
@@ -137,11 +165,12 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
 @command("export-model", "copy a registered model, its schema and profile to a directory")
 def export_model(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
-    from pathlib import Path
-
-    from .artifact import REGISTRY, ArtifactError, Runtime, download
 
     output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ProjectError(f"--output {output}: is a file — give a directory to write")
+    from .artifact import REGISTRY, ArtifactError, Runtime, download
+
     with tempfile.TemporaryDirectory() as scratch:
         downloaded = download(settings, args.alias, Path(scratch))
         runtime = Runtime.load(downloaded)
@@ -155,13 +184,16 @@ def export_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("runtime", "how an exported model is served; --check: it loads with what is installed")
+@command(
+    "runtime",
+    "how an exported model is served; --check: it loads with what is installed",
+    "when --check finds the installed packages cannot serve it",
+)
 def runtime(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
-    from .artifact import Runtime, read_model_dir
+    from .artifact import Runtime, check_model_dir, read_model_dir
 
     path = Path(args.model_dir)
+    check_model_dir(path)
     record = Runtime.load(path)
     print(f"{path}: served as {record.describe()}")
     if not args.check:
@@ -170,42 +202,123 @@ def runtime(args: argparse.Namespace, settings: Settings) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
-        return 1
+        return EXIT_CHECK_FAILED
     model = read_model_dir(path, "check", {})  # loads it and predicts one row
     print(f"loaded and answered in {model.load_seconds:.2f} s")
     return 0
 
 
-{% if cookiecutter.monitoring == "prometheus" -%}
-@command("drift", "compare a CSV of new data with the model's training data; exit 1 on drift")
-def drift(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
+@command(
+    "predict",
+    "score a CSV or Parquet file of any size; bad rows go to <output>.rejects.csv",
+    "when some rows were rejected (the others are scored)",
+)
+def predict(args: argparse.Namespace, settings: Settings) -> int:
+    source, output = str(args.input), str(args.output)
+    if args.engine:
+        return predict_on_engine(args, settings)
+    from .batch_scoring import file_format, open_source, predict_file, url_filesystem
 
-    from .monitoring.check import run_check
-    from .monitoring.report import verdict, write_reports
+    file_format(source)
+    file_format(output)
+    open_source(source)[0].close()  # a missing file or backend, before the model loads
+    if "://" in output:
+        url_filesystem(output)
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    from .artifact import check_model_dir, load
+
+    if model_dir is not None:
+        check_model_dir(model_dir)
+    model = load(settings, model_dir, args.alias)
+    summary = predict_file(model, source, output, args.keep, args.chunk_rows, args.predictor)
+    print(f"{summary.line()} -> {args.output}")
+    if summary.rejected:
+        print(f"rejected rows: {args.output}.rejects.csv", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def predict_on_engine(args: argparse.Namespace, settings: Settings) -> int:
+    """`predict --engine dask`: a directory of Parquet files, one task per file."""
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    from .artifact import check_model_dir
+
+    if model_dir is not None:
+        check_model_dir(model_dir)
+    from .engines import predict_dataset
+
+    summary, workers = predict_dataset(
+        str(args.input), str(args.output), model_dir, args.alias, args.keep, args.chunk_rows,
+        args.workers,
+    )  # fmt: skip
+    print(f"{summary.line()} on {workers} {args.engine} worker(s) -> {args.output}")
+    if summary.rejected:
+        print(f"rejected rows: {args.output}/*.rejects.csv", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+{% if cookiecutter.monitoring == "prometheus" -%}
+@command(
+    "drift",
+    "compare a CSV of new data with the model's training data; exit 1 on drift",
+    "when drift is detected",
+)
+def drift(args: argparse.Namespace, settings: Settings) -> int:
+    current = require_file(Path(args.current), "give the CSV of new data to compare")
+    if current.stat().st_size == 0:
+        raise DataError(f"{current}: the file is empty (0 bytes); a header row is needed")
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    from .artifact import check_model_dir
+
+    if model_dir is not None:
+        check_model_dir(model_dir)
     from .monitoring.settings import DriftSettings
 
-    model_dir = Path(args.model_dir) if args.model_dir else None
-    current = Path(args.current)
-    thresholds = DriftSettings().thresholds()
+    with settings_errors(DriftSettings, {}):
+        thresholds = DriftSettings().thresholds()
+    from .monitoring.check import run_check
+    from .monitoring.report import verdict, write_reports
+
     report, model = run_check(settings, current, model_dir, args.alias, thresholds)
     for path in write_reports(report, model, current, Path(args.output), args.format):
         print(f"wrote {path}")
     print(verdict(report))
-    return 1 if report.detected else 0
+    return EXIT_CHECK_FAILED if report.detected else EXIT_OK
 
 
 {% endif -%}
-@command("serve", "start the prediction server (HOST, PORT, WORKERS, MODEL_DIR, …)")
+@command("serve", "start the prediction server; every setting is a flag or a variable")
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .serving.run import serve as run_server
+    # Imported here: the pipeline's stages do not depend on the server's settings.
     from .serving.settings import ServeSettings
 
-    run_server(ServeSettings())
-    return 0
+    typed = {name: value for name, value in vars(args).items() if value is not None}
+    flags = {name: typed[name] for name in ServeSettings.model_fields if name in typed}
+    with settings_errors(ServeSettings, flags):
+        served = ServeSettings(**flags)
+    if served.model_dir is not None:
+        from .artifact import ArtifactError, check_model_dir
+
+        try:
+            check_model_dir(served.model_dir)
+        except ArtifactError as error:
+            where = "--model-dir" if "model_dir" in flags else "MODEL_DIR"
+            raise ArtifactError(f"{where}: {error}") from error
+    # uvicorn's workers read the settings again: the flags reach them as variables.
+    for name, value in flags.items():
+        os.environ[env_name(ServeSettings, name)] = value
+    from .serving.run import serve as run_server
+
+    run_server(served)
+    return EXIT_OK
 
 
-@command("smoke", "check a running server: ready, then one prediction from its schema")
+@command(
+    "smoke",
+    "check a running server: ready, then one prediction from its schema",
+    "when the server is not ready in time or answers wrong",
+)
 def smoke(args: argparse.Namespace, settings: Settings) -> int:
     from .serving.smoke import smoke as check
 
@@ -213,22 +326,40 @@ def smoke(args: argparse.Namespace, settings: Settings) -> int:
         print(check(args.url, wait_seconds=args.wait))
     except RuntimeError as error:
         print(f"smoke test failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per server setting, named after it, with its variable and default."""
+    from .serving.settings import ServeSettings
+
+    for name, field in ServeSettings.model_fields.items():
+        default = "unset" if field.default is None else field.default
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar=name.split("_")[-1].upper(),
+            help=f"{field.description} [{env_name(ServeSettings, name)}; default: {default}]",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for name, (_, help_text) in COMMANDS.items():
-        subparser = commands.add_parser(name, help=help_text, description=help_text)
+    for name, (_, help_text, status) in COMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text, description=help_text, epilog=status)
+        if name == "serve":
+            add_serve_flags(subparser)
         if name == "promote":
             subparser.add_argument("version", help="registry version number, e.g. 3")
         if name == "smoke":
-            subparser.add_argument("--url", default="http://127.0.0.1:8000")
             subparser.add_argument(
-                "--wait", type=float, default=0, help="seconds to wait for ready"
+                "--url", default="http://127.0.0.1:8000", help="default: http://127.0.0.1:8000"
+            )
+            subparser.add_argument(
+                "--wait", type=float, default=0, help="seconds to wait for ready; default: 0"
             )
 {%- if cookiecutter.monitoring == "prometheus" %}
         if name == "drift":
@@ -238,8 +369,40 @@ def build_parser() -> argparse.ArgumentParser:
             subparser.add_argument(
                 "--output", default="reports/drift", help="default: reports/drift"
             )
-            subparser.add_argument("--format", choices=["md", "html"], default="md")
+            subparser.add_argument(
+                "--format", choices=["md", "html"], default="md", help="report format; default: md"
+            )
 {%- endif %}
+        if name == "predict":
+            subparser.add_argument(
+                "--input", required=True, help="CSV or Parquet: a path or a URL (s3://, dvc://…)"
+            )
+            subparser.add_argument(
+                "--output", required=True, help="CSV or Parquet to write: a path or a URL"
+            )
+            subparser.add_argument("--model-dir", help="an exported model (default: the registry)")
+            subparser.add_argument("--alias", default="champion", help="default: champion")
+            subparser.add_argument(
+                "--keep", nargs="*", default=[], metavar="COL", help="input columns to copy"
+            )
+            subparser.add_argument(
+                "--chunk-rows", type=int, default=50_000, help="rows per chunk; default: 50000"
+            )
+            subparser.add_argument(
+                "--engine",
+                choices=["dask"],
+                help="score a directory of Parquet files on a Dask cluster (make engine-setup)",
+            )
+            subparser.add_argument(
+                "--workers", type=int, default=2, help="--engine's local workers; default: 2"
+            )
+            subparser.add_argument(
+                "--predictor",
+                choices=["auto", "numpy", "library"],
+                default="auto",
+                help="numpy: the compiled arrays; library: the pipeline itself; default: auto "
+                "(the library for long jobs of tree ensembles)",
+            )
         if name == "export-model":
             subparser.add_argument("--alias", default="champion", help="default: champion")
             subparser.add_argument("--output", default="build/model", help="default: build/model")
@@ -255,17 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler, _ = COMMANDS[args.command]
+    handler, _, _ = COMMANDS[args.command]
     settings: Settings | None = None
     try:
-        settings = Settings()
+        with settings_errors(Settings, {}):
+            settings = Settings()
         return handler(args, settings)
     except ProjectError as error:  # one line a user can act on; anything else is a bug
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except Exception as error:
         outage = explain(error, settings.mlflow_tracking_uri if settings else "")
         if outage is None:
             raise
         print(f"error: {outage}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR

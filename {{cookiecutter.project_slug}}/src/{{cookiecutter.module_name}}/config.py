@@ -6,6 +6,8 @@ pipeline does and are tracked by DVC. The paths here are the ones dvc.yaml names
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,9 +22,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ParamsError
+from .errors import ParamsError, SettingsError
 
-__all__ = ["Params", "ParamsError", "Paths", "Settings", "load_params"]
+__all__ = ["Params", "ParamsError", "Paths", "Settings", "load_params", "settings_errors"]
 
 Task = Literal["classification", "regression"]
 ModelKind = Literal[
@@ -71,10 +73,46 @@ class Settings(BaseSettings):
     # An empty variable (as CI sets for a missing secret) means "use the default".
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
-    mlflow_tracking_uri: str = DEFAULT_TRACKING_URI
-    model_name: str = "{{ cookiecutter.project_slug }}"
-    experiment_name: str = "{{ cookiecutter.project_slug }}"
-    params_path: Path = Path("params.yaml")
+    # The trailing commas keep one layout whatever the slug's length.
+    mlflow_tracking_uri: str = Field(
+        DEFAULT_TRACKING_URI,
+        description="MLflow tracking server or database",
+    )
+    model_name: str = Field(
+        "{{ cookiecutter.project_slug }}",
+        description="registered model name",
+    )
+    experiment_name: str = Field(
+        "{{ cookiecutter.project_slug }}",
+        description="MLflow experiment of the runs",
+    )
+    params_path: Path = Field(Path("params.yaml"), description="the pipeline's parameters")
+
+
+def env_name(kind: type[BaseSettings], field: str) -> str:
+    return f"{kind.model_config.get('env_prefix', '')}{field}".upper()
+
+
+@contextmanager
+def settings_errors(kind: type[BaseSettings], flags: Mapping[str, Any]) -> Iterator[None]:
+    """Around reading `kind`: its ValidationError as one SettingsError naming each value.
+
+    A value from `flags` (what was typed after --<field-name>) is named as the flag,
+    any other as its environment variable.
+    """
+    try:
+        yield
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            message = item["msg"].removeprefix("Value error, ")
+            if not item["loc"]:  # a rule across fields
+                problems.append(message)
+                continue
+            field = str(item["loc"][0])
+            where = f"--{field.replace('_', '-')}" if field in flags else env_name(kind, field)
+            problems.append(f"{where}={item.get('input')!r}: {message}")
+        raise SettingsError("; ".join(problems)) from error
 
 
 class _Strict(BaseModel):

@@ -34,12 +34,7 @@ def read_raw(params: Params) -> pd.DataFrame:
     path = params.data.path
     if not path.is_file():
         raise DataError(f"{path}: no such file — put your CSV there or fix data.path")
-    try:
-        return read_csv(path, categorical=params.data.categorical)
-    except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: the file is empty") from error
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable CSV: {error}") from error
+    return read_csv(path, categorical=params.data.categorical)
 
 
 def expectation_problems(frame: pd.DataFrame, params: Params) -> list[str]:

@@ -1,4 +1,17 @@
-"""Errors a user can fix. The CLI prints them as one line and exits 2, no traceback."""
+"""Errors a user can fix, and the exit status of every command.
+
+The CLI prints a ProjectError as one `error:` line (what, which value, how to fix) and
+exits with EXIT_ERROR, never with a traceback; a traceback is a bug of the project.
+"""
+
+EXIT_OK = 0
+# The command ran and its check said no (`<slug> <command> --help` says when).
+# Scripts and CI act on it; it is not an error.
+EXIT_CHECK_FAILED = 1
+# A problem to fix: a bad flag, setting, parameter or file, a model or alias that is not
+# registered, the quality gate, a tracking server, database or bucket that failed.
+# argparse exits 2 for a bad flag too.
+EXIT_ERROR = 2
 
 
 class ProjectError(Exception):
@@ -7,6 +20,10 @@ class ProjectError(Exception):
 
 class ParamsError(ProjectError, ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the key."""
+
+
+class SettingsError(ProjectError, ValueError):
+    """A setting from a flag, the environment or .env is invalid; the message names it."""
 
 
 class DataError(ProjectError, ValueError):

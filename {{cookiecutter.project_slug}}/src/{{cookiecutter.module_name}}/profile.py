@@ -1,6 +1,7 @@
-"""The drift reference profile: how the training data and predictions were distributed.
+"""The training profile: how the training data and predictions were distributed.
 
-Logged with every model; drift detection compares live or new data against it.
+Logged with every model; the load test draws its records from it, and drift detection
+(where the project has it) compares live or new data against it.
 
 Format (JSON):
   {"rows": n,

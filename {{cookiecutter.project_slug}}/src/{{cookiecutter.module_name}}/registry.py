@@ -90,8 +90,6 @@ def champion_score(
 
 def register(params: Params, settings: Settings) -> dict[str, Any]:
     """Register the trained model, make it @challenger, and @champion if it is better."""
-    import mlflow
-
     from . import tracking
 
     run = json.loads(Paths.run.read_text(encoding="utf-8"))
@@ -107,7 +105,13 @@ def register(params: Params, settings: Settings) -> dict[str, Any]:
         client.create_registered_model(name, description=f"{params.task} model of this project")
     champion = alias_version(client, name, CHAMPION)
 
-    version = str(mlflow.register_model(run["model_uri"], name).version)
+    # What mlflow.register_model does, without its "already exists" line on stderr.
+    model_uri = str(run["model_uri"])
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else None
+    created = client.create_model_version(
+        name, source=model_uri, run_id=run["run_id"], model_id=model_id
+    )
+    version = str(created.version)
     client.set_registered_model_alias(name, CHALLENGER, version)
 
     incumbent = champion_score(client, name, champion, params) if champion else None

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .config import Task
+from .errors import DataError
 
 if TYPE_CHECKING:  # pandas is for training; the server reads schemas without it
     import pandas as pd
@@ -175,7 +176,19 @@ def to_model_frame(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
 
 
 def read_csv(path: Path, categorical: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a CSV keeping categorical columns as text (so '007' stays '007')."""
+    """Read a CSV keeping categorical columns as text (so '007' stays '007').
+
+    A missing, empty or unparsable file is a DataError naming it, not pandas' traceback.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); a header row is needed")
     import pandas as pd
 
-    return pd.read_csv(path, dtype=dict.fromkeys(categorical, "string"))
+    try:
+        return pd.read_csv(path, dtype=dict.fromkeys(categorical, "string"))
+    except pd.errors.EmptyDataError as error:
+        raise DataError(f"{path}: no header row (the file holds only blank lines)") from error
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV: {' '.join(str(error).split())}") from error

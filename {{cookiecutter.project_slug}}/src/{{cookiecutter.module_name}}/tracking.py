@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,28 @@ def check_database(uri: str) -> None:
         engine.dispose()
 
 
+# A uv environment has no pip, and the requirements are pinned without it: not a problem.
+NO_PIP = "Failed to resolve installed pip version"
+
+
+def not_the_pip_note(record: logging.LogRecord) -> bool:
+    return NO_PIP not in str(record.msg)
+
+
+def quiet_mlflow() -> None:
+    """Warnings only, for problems, and no progress bars in logs (MLFLOW_* variables win)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if "MLFLOW_LOGGING_LEVEL" not in os.environ:  # MLflow's INFO notes are routine
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    environment = logging.getLogger("mlflow.utils.environment")
+    if not_the_pip_note not in environment.filters:
+        environment.addFilter(not_the_pip_note)
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the settings' tracking URI; return the experiment id."""
+    quiet_mlflow()
     check_database(settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)

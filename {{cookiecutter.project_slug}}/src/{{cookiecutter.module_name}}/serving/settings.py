@@ -1,4 +1,7 @@
-"""Server settings, from the environment (HOST, PORT, WORKERS, MODEL_DIR, …) or `.env`."""
+"""Server settings: `serve --port 9000`, PORT=9000 in the environment, or `.env`.
+
+Every field is a `serve` flag and an environment variable of the same name; a flag wins.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +13,22 @@ from ..config import Settings
 
 
 class ServeSettings(Settings):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
-    # An exported model directory (`export-model`); unset = models:/<name>@<alias>.
-    model_dir: Path | None = None
-    model_alias: str = "champion"
-    # Seconds between checks that the alias still names the loaded version; 0 = never.
-    reload_seconds: float = Field(0.0, ge=0)
-    # Share of requests answered by the challenger alias instead; 0 = no canary.
-    canary_fraction: float = Field(0.0, ge=0, le=1)
-    canary_alias: str = "challenger"
-    max_batch_rows: int = Field(1000, ge=1)
-    max_body_bytes: int = Field(10_000_000, ge=1024)
-    # Requests waiting to be predicted are merged into one call of at most this many rows.
-    merge_rows: int = Field(4096, ge=1)
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    model_dir: Path | None = Field(
+        None, description="an exported model (`export-model`); unset: models:/<name>@<alias>"
+    )
+    model_alias: str = Field("champion", description="registry alias served")
+    reload_seconds: float = Field(
+        0.0, ge=0, description="seconds between checks that the alias moved; 0: never"
+    )
+    canary_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of requests the canary alias answers; 0: none"
+    )
+    canary_alias: str = Field("challenger", description="registry alias of the canary")
+    max_batch_rows: int = Field(1000, ge=1, description="rows one request may hold")
+    max_body_bytes: int = Field(10_000_000, ge=1024, description="largest request body")
+    merge_rows: int = Field(
+        4096, ge=1, description="waiting requests are merged into one call of at most these rows"
+    )

@@ -45,11 +45,16 @@ def smoke(base_url: str, wait_seconds: float = 0) -> str:
         try:
             status, answer = call(f"{base}/health/ready")
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            status, answer = 0, str(error)
+            status, answer = 0, str(getattr(error, "reason", error))
         if status == 200:
             break
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"{base}/health/ready: {status} {answer}")
+            waited = f"after {wait_seconds:g} s" if wait_seconds else "(--wait N waits for it)"
+            if status == 0:
+                raise RuntimeError(
+                    f"{base}: no server answered ({answer}) {waited} — is it running there?"
+                )
+            raise RuntimeError(f"{base}/health/ready: not ready, HTTP {status} {waited}: {answer}")
         time.sleep(0.5)
     status, model = call(f"{base}/model")
     if status != 200:
