@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ import sqlalchemy
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.request_utils import augmented_raise_for_status
+from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 from sqlalchemy import exc
 from urllib3.exceptions import MaxRetryError, ResponseError
 
@@ -80,37 +82,52 @@ def failing_server(answer_puts: bytes | None = None) -> socket.socket:
     return listener
 
 
-def upload_then_mark_failed(uri: str) -> requests.RequestException:
+def plain_request(uri: str, endpoint: str, method: str, **options: object) -> requests.Response:
+    return requests.request(method, f"{uri}{endpoint}", timeout=5, **options)  # type: ignore[arg-type]
+
+
+def mlflow_request(uri: str, endpoint: str, method: str, **options: object) -> requests.Response:
+    """MLflow's own client: a session that retries, so urllib3 wraps what failed."""
+    creds = MlflowHostCreds(uri)  # type: ignore[no-untyped-call]
+    retries = {"max_retries": 1, "backoff_factor": 0}
+    answer = http_request(creds, endpoint, method, timeout=5, **retries, **options)  # type: ignore[no-untyped-call]
+    return answer  # type: ignore[no-any-return]
+
+
+def upload_then_mark_failed(uri: str, request: Callable[..., requests.Response]) -> Exception:
     """What MLflow does: upload an artifact; on failure, mark the model FAILED; raise."""
     try:
         try:
-            answer = requests.put(
-                f"{uri}/api/2.0/mlflow-artifacts/artifacts/1/MLmodel", data=b"x", timeout=5
-            )
+            answer = request(uri, "/api/2.0/mlflow-artifacts/artifacts/1/MLmodel", "PUT", data=b"x")
             augmented_raise_for_status(answer)  # type: ignore[no-untyped-call]
-        except requests.RequestException:
-            requests.patch(f"{uri}/api/2.0/mlflow/logged-models/m-1", json={}, timeout=5)
-    except requests.RequestException as error:
+        except (requests.RequestException, MlflowException):
+            request(uri, "/api/2.0/mlflow/logged-models/m-1", "PATCH", json={})
+    except (requests.RequestException, MlflowException) as error:
         return error
     raise AssertionError("the server did not fail")
 
 
 @pytest.mark.parametrize(
-    ("answer_puts", "how"),
-    [(None, "dropped the request"), (ANSWER_500, "answered 500")],
-    ids=["upload-reset", "upload-500"],
+    ("request_with", "answer_puts", "how"),
+    [
+        (plain_request, None, "dropped the request"),
+        (plain_request, ANSWER_500, "answered 500"),
+        (mlflow_request, None, "dropped the request"),
+        (mlflow_request, ANSWER_500, "answered with server errors"),
+    ],
+    ids=["upload-reset", "upload-500", "mlflow-upload-reset", "mlflow-upload-500"],
 )
 def test_a_failed_upload_is_the_cause_not_the_cleanup_after_it(
-    answer_puts: bytes | None, how: str
+    request_with: Callable[..., requests.Response], answer_puts: bytes | None, how: str
 ) -> None:
     listener = failing_server(answer_puts)
     uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        error = upload_then_mark_failed(uri)
+        error = upload_then_mark_failed(uri, request_with)
     finally:
         listener.close()
-    assert error.request is not None
-    assert "logged-models" in str(error.request.url), "the error raised is the cleanup's"
+    request = getattr(error, "request", None)
+    assert "logged-models" in str(getattr(request, "url", error)), "the error is the cleanup's"
     outage = explain(error, uri)
     assert outage is not None
     assert f"the MLflow tracking server at {uri} {how}: its artifact store failed" in str(outage)

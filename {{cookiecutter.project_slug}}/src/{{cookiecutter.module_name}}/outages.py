@@ -53,11 +53,22 @@ def _names(error: BaseException) -> set[str]:
 
 
 def _chain(error: BaseException) -> list[BaseException]:
+    """Every exception behind `error`, nearest first.
+
+    Besides causes and contexts this follows the exceptions urllib3 keeps without raising
+    them: a MaxRetryError's `reason` and the error inside a ProtocolError's arguments.
+    With MLflow's retrying session that is the only link from the cleanup request that
+    failed last to the upload that failed first.
+    """
     seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in seen:
+    queue: list[BaseException] = [error]
+    while queue:
+        current = queue.pop(0)
+        if any(current is known for known in seen):
+            continue
         seen.append(current)
-        current = current.__cause__ or current.__context__
+        links = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        queue += [link for link in (*links, *current.args) if isinstance(link, BaseException)]
     return seen
 
 
@@ -83,8 +94,8 @@ def explain(error: BaseException, tracking_uri: str) -> ServiceError | None:
 
     The chain is read from its root: when an artifact upload fails, MLflow marks the
     model FAILED on the way out, and that request failing too is a consequence. Whether
-    the artifact store was involved is read from the whole chain, since the upload may
-    have failed in a way (a plain 500, say) that only the cleanup after it reports.
+    the artifact store was involved is read from the whole chain, since how the upload
+    failed (a reset, a 500) may be known only from the cleanup after it.
     """
     uri = without_password(tracking_uri)
     chain = _chain(error)
