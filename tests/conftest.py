@@ -15,6 +15,9 @@ os.environ.setdefault("GIT_AUTHOR_NAME", "Template Tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@example.com")
 os.environ.setdefault("GIT_COMMITTER_NAME", "Template Tests")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.com")
+# Each rendered project's first process writes the bytecode of what it imports (MLflow,
+# scikit-learn, pandas); with this set, every later process would compile them again.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def pytest_configure(config: pytest.Config) -> None:

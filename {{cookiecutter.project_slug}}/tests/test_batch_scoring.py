@@ -7,6 +7,7 @@ import fcntl
 import math
 import os
 import pty
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,7 +22,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.module_name }} import batch_scoring
 from {{ cookiecutter.module_name }}.api import create_app
+from {{ cookiecutter.module_name }}.artifact import read_model_dir
+from {{ cookiecutter.module_name }}.batch_scoring import ChunkScorer, check_chunk
 from {{ cookiecutter.module_name }}.cli import main
 from {{ cookiecutter.module_name }}.engines import partitions
 from {{ cookiecutter.module_name }}.serving.settings import (
@@ -105,6 +109,48 @@ def test_a_missing_column_stops_the_job_naming_it(
     assert predict("--input", str(tmp_path / "absent.csv"), "--output", "o.csv") == 2
 
 
+def test_kept_columns_are_copied_as_the_text_they_were(
+    model_dir: Path, make_frame: Callable[..., pd.DataFrame], tmp_path: Path
+) -> None:
+    source, output = tmp_path / "in.csv", tmp_path / "out.csv"
+    frame = make_frame(rows=3, seed=2).drop(columns=["label"])
+    frame.insert(0, "account", ["007", "1e3", "Smith, J."])  # not numbers, and a comma
+    frame.to_csv(source, index=False)
+
+    assert predict("--input", str(source), "--output", str(output), "--model-dir",
+                   str(model_dir), "--keep", "account") == 0  # fmt: skip
+
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("account,prediction,proba_no,proba_yes,")
+    assert [line.split(",")[0] for line in lines[1:3]] == ["007", "1e3"]
+    assert lines[3].startswith('"Smith, J.",')
+    assert pd.read_csv(output, dtype={"account": str})["account"].tolist() == [
+        "007", "1e3", "Smith, J."
+    ]  # fmt: skip
+
+
+def test_an_empty_or_unreadable_csv_stops_the_job_naming_it(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out.csv"
+    cases = {
+        "empty.csv": ("", "the file is empty; a header row is needed"),
+        "blank.csv": ("\n\n", "the file is empty; a header row is needed"),
+        "ragged.csv": ("a,b\n1,2\n3,4,5,6\n", "not a readable CSV: Error tokenizing data"),
+    }
+    for name, (text, reason) in cases.items():
+        source = tmp_path / name
+        source.write_text(text, encoding="utf-8")
+        code = predict("--input", str(source), "--output", str(output),
+                       "--model-dir", str(model_dir))  # fmt: skip
+        error = capsys.readouterr().err
+        assert code == 2, error
+        assert f"error: {source}: {reason}" in error
+        assert "Traceback" not in error
+        assert not output.exists()
+        assert not list(tmp_path.glob("*.partial")), "nothing is left behind"
+
+
 def test_parquet_in_and_out_match_the_server(
     model_dir: Path, make_frame: Callable[..., pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -125,6 +171,65 @@ def test_parquet_in_and_out_match_the_server(
     assert scored["prediction"].tolist() == answer["predictions"]
     expected = np.asarray(answer["probabilities"])
     assert np.allclose(scored[["proba_no", "proba_yes"]].to_numpy(), expected)
+
+
+def test_auto_hands_large_chunks_of_a_long_job_to_the_library(
+    make_frame: Callable[..., pd.DataFrame],
+    write_model_dir: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow.sklearn
+    import skops.io
+
+    extras, directory = tmp_path / "extras", tmp_path / "model"
+    root = Path(__file__).resolve().parents[1]
+    pipeline = write_model_dir(extras, make_frame(rows=400), root, "1")
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    mlflow.sklearn.save_model(pipeline, str(directory), serialization_format="skops",
+                              skops_trusted_types=trusted)  # fmt: skip
+    shutil.copytree(extras, directory, dirs_exist_ok=True)  # what export-model writes
+    model = read_model_dir(directory, "champion", {})
+    frame = make_frame(rows=3000, seed=8).drop(columns=["label"])
+    big = check_chunk(frame, model.schema, 2)
+    small = check_chunk(frame.head(10), model.schema, 2)
+    threshold = batch_scoring.LIBRARY_FROM_ROWS["random_forest"]
+    assert len(frame) >= threshold > 10
+
+    scorer = ChunkScorer(model, "auto")
+    scorer.switch(batch_scoring.SWITCH_AFTER_SECONDS / 2)  # a short job: not worth the load
+    assert scorer.pipeline is None
+    assert not scorer.uses_library(len(frame))
+    scorer.switch(batch_scoring.SWITCH_AFTER_SECONDS * 2)
+    assert scorer.pipeline is not None
+    assert scorer.uses_library(len(frame))
+    assert not scorer.uses_library(10)
+    predictions, probabilities = scorer.predict(big)
+    assert predictions.tolist() == pipeline.predict(frame).tolist()
+    assert np.array_equal(probabilities, pipeline.predict_proba(frame))  # the library's, exactly
+    numpy = ChunkScorer(model, "numpy")
+    numpy.switch(batch_scoring.SWITCH_AFTER_SECONDS * 2)
+    assert not numpy.uses_library(len(frame))
+    assert np.allclose(numpy.predict(big)[1], probabilities, atol=1e-9)  # the same model
+    assert np.allclose(scorer.predict(small)[1], numpy.predict(small)[1])
+    assert scorer.chunks == {"numpy": 1, "library": 1}  # a few rows went to numpy
+
+    # the whole job: numpy for the first chunk, the library for the next full ones, numpy
+    # for the short last one; the same predictions as numpy alone
+    monkeypatch.setattr(batch_scoring, "SWITCH_AFTER_SECONDS", 0.0)
+    source = tmp_path / "in.csv"
+    pd.concat([frame, frame, frame.head(10)]).to_csv(source, index=False)
+    expected = {"auto": "chunks: 2 by numpy, 1 by library", "numpy": "chunks: 3 by numpy"}
+    for predictor, chunks in expected.items():
+        assert predict("--input", str(source), "--output", str(tmp_path / f"{predictor}.csv"),
+                       "--model-dir", str(directory), "--chunk-rows", str(len(frame)),
+                       "--predictor", predictor) == 0  # fmt: skip
+        assert chunks in capsys.readouterr().out
+    auto, numpy_only = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("auto", "numpy"))
+    assert auto["prediction"].tolist() == numpy_only["prediction"].tolist()
+    columns = ["proba_no", "proba_yes"]
+    assert np.allclose(auto[columns], numpy_only[columns], atol=1e-9)
 
 
 def peak_rss_kib(*command: str) -> int:

@@ -12,7 +12,7 @@ this repository tracks with DVC); so is the output. The output and its rejects a
 written to `.partial` files renamed at the end (or uploaded at the end, for a URL): a job
 that fails leaves the previous output as it was.
 
-Large files of a tree ensemble are scored by the library itself when it is installed
+Large chunks of a tree ensemble are scored by the library itself when it is installed
 (with the `train` extra): the numpy walk of inference.py wins on small batches only
 (bench/batch.py measures both); see `ChunkScorer`.
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import DataError
 from .inference import CompiledModel, Inputs
-from .schema import FeatureSchema, as_category_strings, to_model_frame
+from .schema import FeatureSchema, as_category_strings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,9 +43,16 @@ if TYPE_CHECKING:
 # Rows per chunk: memory is bounded by this, not by the file.
 CHUNK_ROWS = 50_000
 # On large batches numpy's level-by-level tree walk is slower than the libraries' compiled
-# one (bench/batch.py: 0.2x-0.8x at 10,000 rows, 2.7x-10x at 100), but loading the
-# library costs seconds (importing scikit-learn, reading the pipeline): "auto" switches
-# once numpy's estimated time for the rest of the file exceeds this.
+# one; from these many rows a chunk goes to the library (bench/batch.py, 1 thread on both
+# sides). Linear models stay with numpy at every size.
+LIBRARY_FROM_ROWS = {
+    "random_forest": 2_000,
+    "hist_gradient_boosting": 1_000,
+    "xgboost": 1_000,
+    "lightgbm": 1_000,
+}
+# Loading the library costs seconds (importing scikit-learn, reading the pipeline): "auto"
+# loads it once numpy's estimated time for the rest of the file exceeds this.
 SWITCH_AFTER_SECONDS = 10.0
 REJECT_COLUMNS = ["line", "field", "reason"]
 # What reads each URL scheme, and what installs it (fsspec names the package only).
@@ -111,15 +118,22 @@ def publish(staged: Path, url: str) -> None:
 
 
 def read_chunks(
-    handle: IO[bytes], kind: str, schema: FeatureSchema, rows: int
+    handle: IO[bytes], kind: str, schema: FeatureSchema, rows: int, keep: list[str], name: str
 ) -> Iterator[pd.DataFrame]:
-    """The file in frames of at most `rows` rows."""
+    """The file `name` in frames of at most `rows` rows; an unreadable CSV is named."""
     import pandas as pd
 
     if kind == "csv":
-        categorical = dict.fromkeys(schema.categorical, str)
-        with pd.read_csv(handle, chunksize=rows, dtype=categorical) as reader:
-            yield from reader
+        # categories and kept columns stay text: '007' is copied as '007', not as 7
+        text = {*schema.categorical, *(column for column in keep if column not in schema.numeric)}
+        try:
+            with pd.read_csv(handle, chunksize=rows, dtype=dict.fromkeys(text, str)) as reader:
+                yield from reader
+        except pd.errors.EmptyDataError as error:
+            raise DataError(f"{name}: the file is empty; a header row is needed") from error
+        except (pd.errors.ParserError, UnicodeDecodeError) as error:
+            detail = " ".join(str(error).split())
+            raise DataError(f"{name}: not a readable CSV: {detail}") from error
         return
     import pyarrow.parquet as pq
 
@@ -201,22 +215,54 @@ def prediction_ids(rows: int) -> Any:
     return np.frombuffer(digits, dtype="S32").astype(str)
 
 
+def uses_library(family: str, rows: int) -> bool:
+    """Whether the library beats the numpy walk on a chunk of `rows` rows of this family."""
+    return rows >= LIBRARY_FROM_ROWS.get(family, sys.maxsize)
+
+
+def model_frame(inputs: Inputs, schema: FeatureSchema) -> pd.DataFrame:
+    """Checked inputs as the pipeline takes them: what `to_model_frame` makes of the rows,
+    without parsing the columns a second time."""
+    import pandas as pd
+
+    columns: dict[str, Any] = dict(zip(schema.numeric, inputs.numeric.T, strict=True))
+    for name, values in zip(schema.categorical, inputs.categorical, strict=True):
+        text = np.array(values, dtype=object)
+        columns[name] = np.where(pd.isna(text), np.nan, text)  # missing: NaN, as in training
+    return pd.DataFrame({name: columns[name] for name in schema.names})
+
+
+def library_predictions(pipeline: Any, inputs: Inputs, schema: FeatureSchema) -> tuple[Any, Any]:
+    """The pipeline's predictions (and probabilities, for a classifier) of checked rows."""
+    features = model_frame(inputs, schema)
+    if schema.task != "classification":
+        return np.asarray(pipeline.predict(features)), None
+    probabilities = np.asarray(pipeline.predict_proba(features), dtype=float)
+    # what the classifiers' own predict does, without computing the model twice
+    classes = np.asarray(pipeline.classes_)
+    return classes[np.argmax(probabilities, axis=1)], probabilities
+
+
 class ChunkScorer:
     """The model's predictions for a checked chunk, from numpy or from the library.
 
     `predictor`: "numpy" (the compiled arrays the server uses), "library" (the pipeline
-    itself: scikit-learn, XGBoost or LightGBM) or "auto": numpy, until a tree ensemble's
-    job looks long enough to repay the library's load (`switch`). Both give the same
-    model: `train` proved the compiled arrays reproduce the pipeline.
+    itself: scikit-learn, XGBoost or LightGBM) or "auto": numpy, and the library for the
+    chunks where it is faster (`uses_library`) once a tree ensemble's job looks long
+    enough to repay its load (`switch`). Both give the same model: `train` proved the
+    compiled arrays reproduce the pipeline.
     """
 
     def __init__(self, model: LoadedModel, predictor: str = "auto") -> None:
         self.model = model
         compiled = model.predictor
-        self.trees = isinstance(compiled, CompiledModel) and compiled.meta["model"] != "linear"
-        self.choice = predictor
+        self.compiled = isinstance(compiled, CompiledModel)
+        self.family = str(compiled.meta["model"]) if isinstance(compiled, CompiledModel) else ""
+        self.requested = predictor
+        self.tried = False
         self.pipeline: Any = None
-        if predictor == "library" or not isinstance(compiled, CompiledModel):
+        self.chunks = {"numpy": 0, "library": 0}  # which scored how many, for the summary
+        if predictor == "library" or not self.compiled:
             self.pipeline = self._load()
             if self.pipeline is None:
                 raise DataError(f"{model.source} has compiled arrays only: use --predictor numpy")
@@ -225,40 +271,43 @@ class ChunkScorer:
         """The pipeline, or None when the model directory has none (compiled arrays only)."""
         from .artifact import load_pipeline
 
+        self.tried = True
         directory = self.model.directory
         if directory is None or not (directory / "MLmodel").is_file():
             return None
         return load_pipeline(directory)
 
     def switch(self, remaining_seconds: float) -> None:
-        """Load the library when numpy would take long enough to repay its import."""
-        if self.choice != "auto" or not self.trees or remaining_seconds < SWITCH_AFTER_SECONDS:
+        """Load the library (once) when numpy would take long enough to repay its import."""
+        if self.requested != "auto" or self.tried or remaining_seconds < SWITCH_AFTER_SECONDS:
             return
-        self.choice = "library"  # from now on, or numpy for good when it cannot load
+        if self.family not in LIBRARY_FROM_ROWS:
+            return
         try:
             self.pipeline = self._load()
-        except ImportError:  # a serving-only install
+        except ImportError:  # a serving-only install: numpy for good
             self.pipeline = None
-        if self.pipeline is None:
-            self.choice = "numpy"
 
-    def predict(self, frame: pd.DataFrame, checked: Checked) -> tuple[Any, Any]:
-        if self.choice == "numpy" or self.pipeline is None:
-            return self.model.predictor.predict(checked.inputs)
-        features = to_model_frame(frame[checked.good], self.model.schema)
-        if self.model.schema.task != "classification":
-            return np.asarray(self.pipeline.predict(features)), None
-        probabilities = np.asarray(self.pipeline.predict_proba(features), dtype=float)
-        # what the classifiers' own predict does, without computing the model twice
-        classes = np.asarray(self.pipeline.classes_)
-        return classes[np.argmax(probabilities, axis=1)], probabilities
+    def uses_library(self, rows: int) -> bool:
+        if self.pipeline is None:
+            return False
+        if not self.compiled or self.requested == "library":
+            return True
+        return self.requested == "auto" and uses_library(self.family, rows)
+
+    def predict(self, checked: Checked) -> tuple[Any, Any]:
+        if self.uses_library(checked.inputs.rows):
+            self.chunks["library"] += 1
+            return library_predictions(self.pipeline, checked.inputs, self.model.schema)
+        self.chunks["numpy"] += 1
+        return self.model.predictor.predict(checked.inputs)
 
 
 def scored(frame: pd.DataFrame, checked: Checked, scorer: ChunkScorer, keep: list[str]) -> Any:
     import pandas as pd
 
     model = scorer.model
-    predictions, probabilities = scorer.predict(frame, checked)
+    predictions, probabilities = scorer.predict(checked)
     out = {name: frame[name].to_numpy()[checked.good] for name in keep}
     out["prediction"] = np.asarray(predictions)
     if probabilities is not None:
@@ -322,12 +371,14 @@ class Summary:
     scored: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    chunks: dict[str, int] = field(default_factory=dict)  # chunks per predictor
 
     def line(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
+        by = ", ".join(f"{count} by {name}" for name, count in self.chunks.items() if count)
         return (
             f"{self.rows} rows: {self.scored} scored, {self.rejected} rejected, "
-            f"in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
+            f"in {self.seconds:.1f} s ({rate:,.0f} rows/s)" + (f"; chunks: {by}" if by else "")
         )
 
 
@@ -397,7 +448,8 @@ def score_into(
         total = size if source_kind == "csv" else parquet_rows(handle)
         progress = Progress(total, "B" if source_kind == "csv" else " rows")
         try:
-            for frame in read_chunks(handle, source_kind, model.schema, chunk_rows):
+            chunks = read_chunks(handle, source_kind, model.schema, chunk_rows, keep, source)
+            for frame in chunks:
                 unknown = [name for name in keep if name not in frame.columns]
                 if unknown:
                     raise DataError(f"{source}: --keep column(s) {unknown} not in the file")
@@ -409,6 +461,7 @@ def score_into(
                 summary.scored += int(checked.good.sum())
                 summary.rejected += int((~checked.good).sum())
                 summary.seconds = time.perf_counter() - started
+                summary.chunks = dict(scorer.chunks)
                 done = handle.tell() if source_kind == "csv" else summary.rows
                 progress.update(done, summary)
                 if done:
