@@ -135,7 +135,7 @@ def whole_files(project: Path, env: dict[str, str]) -> None:
     run([str(venv / "python"), "-c", MAKE_FILES, str(FILE_ROWS)], project, env)
     # every job below starts with the bytecode written, as any but the first run does
     # (check=False: a package may ship a .py file that is a template, not Python)
-    compileall = [str(venv / "python"), "-m", "compileall", "-q", "-j", "0", str(venv.parent / "lib")]
+    compileall = [str(venv / "python"), "-m", "compileall", "-q", "-j0", str(venv.parent / "lib")]
     subprocess.run(compileall, cwd=project, env=env, capture_output=True, check=False)
     read, model = map(float, run([str(venv / "python"), "-c", FLOOR], project, env).split())
     model = ["--model-dir", "build/model"]
