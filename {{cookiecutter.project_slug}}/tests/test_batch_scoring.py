@@ -129,6 +129,22 @@ def test_kept_columns_are_copied_as_the_text_they_were(
     ]  # fmt: skip
 
 
+def test_a_kept_column_empty_in_a_whole_chunk_keeps_its_type(
+    model_dir: Path, make_frame: Callable[..., pd.DataFrame], tmp_path: Path
+) -> None:
+    source, output = tmp_path / "in.csv", tmp_path / "out.parquet"
+    frame = make_frame(rows=20, seed=6).drop(columns=["label"])
+    frame.insert(0, "note", ["x"] * 10 + [None] * 10)  # the second chunk has no note at all
+    frame.to_csv(source, index=False)
+
+    assert predict("--input", str(source), "--output", str(output), "--model-dir",
+                   str(model_dir), "--keep", "note", "--chunk-rows", "10") == 0  # fmt: skip
+
+    notes = pd.read_parquet(output)["note"]
+    assert notes.head(10).tolist() == ["x"] * 10
+    assert notes.tail(10).isna().all()
+
+
 def test_an_empty_or_unreadable_csv_stops_the_job_naming_it(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
