@@ -137,7 +137,7 @@ def whole_files(project: Path, env: dict[str, str]) -> None:
     # (check=False: a package may ship a .py file that is a template, not Python)
     compileall = [str(venv / "python"), "-m", "compileall", "-q", "-j0", str(venv.parent / "lib")]
     subprocess.run(compileall, cwd=project, env=env, capture_output=True, check=False)
-    read, model = map(float, run([str(venv / "python"), "-c", FLOOR], project, env).split())
+    read, fitted = map(float, run([str(venv / "python"), "-c", FLOOR], project, env).split())
     model = ["--model-dir", "build/model"]
     jobs = {
         "predict, CSV to CSV (--predictor auto)": [
@@ -168,7 +168,7 @@ def whole_files(project: Path, env: dict[str, str]) -> None:
     print("Ours writes prediction, both probabilities, model name/version and an id per row;")
     print("mlflow writes the predictions only.")
     print(f"The floor both pay, in-process: pandas reads the CSV in {read:.1f} s; the model's")
-    print(f"own predict_proba on all {FILE_ROWS:,} rows takes {model:.1f} s; 5x mlflow would be "
+    print(f"own predict_proba on all {FILE_ROWS:,} rows takes {fitted:.1f} s; 5x mlflow would be "
           f"{reference['seconds'] / 5:.1f} s.")  # fmt: skip
 
 

@@ -49,8 +49,8 @@ CHUNK_ROWS = 50_000
 # sides). Linear models stay with numpy at every size.
 LIBRARY_FROM_ROWS = {
     "random_forest": 2_000,
-    "hist_gradient_boosting": 500,
-    "xgboost": 500,
+    "hist_gradient_boosting": 1_000,
+    "xgboost": 1_000,
     "lightgbm": 500,
 }
 # Loading the library costs seconds (importing scikit-learn, reading the pipeline): "auto"
