@@ -135,6 +135,6 @@ def test_prometheus_client_is_not_the_monitoring_part(cookies_session: Any) -> N
     project = bake_project(cookies_session, MINIMAL)
     serve = project.load("pyproject.toml")["project"]["optional-dependencies"]["serve"]
     assert any(requirement.startswith("prometheus-client") for requirement in serve)
-    app = project.read(f"src/{project.module}/serving/app.py")
-    assert '@app.get("/metrics"' in app
+    routes = project.read(f"src/{project.module}/serving/routes/metrics.py")
+    assert '@router.get("/metrics"' in routes
     assert "PROMETHEUS_MULTIPROC_DIR" in project.read("Dockerfile")

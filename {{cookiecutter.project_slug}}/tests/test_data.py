@@ -48,6 +48,7 @@ def test_good_data_has_no_problems(frame: pd.DataFrame, params: Params) -> None:
         (lambda f: f.assign(noise=None), "column 'noise' is empty in every row"),
         (lambda f: f.assign(label=f["label"].where(f.index > 0)), "'label' has 1 missing"),
         (lambda f: f[["label"]], "no feature columns"),
+        (lambda f: f.assign(prediction_id="a"), "column 'prediction_id' is a reserved name"),
     ],
 )
 def test_broken_data_is_named(

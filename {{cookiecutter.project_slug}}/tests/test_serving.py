@@ -24,7 +24,7 @@ from {{ cookiecutter.module_name }}.schema import (
     to_model_frame,
 )
 from {{ cookiecutter.module_name }}.serving import (
-    app as app_module,
+    server as server_module,
 )
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
@@ -139,7 +139,9 @@ def test_predictions_match_the_pipeline(
 )
 def test_invocations_speaks_mlflow(client: TestClient, payload: dict[str, Any]) -> None:
     expected = client.post("/predict", json=RECORD).json()["predictions"]
-    assert client.post("/invocations", json=payload).json() == {"predictions": expected}
+    answer = client.post("/invocations", json=payload).json()
+    assert answer.keys() == {"predictions", "prediction_ids"}
+    assert answer["predictions"] == expected
 
 
 def test_invocations_takes_csv(client: TestClient) -> None:
@@ -308,13 +310,13 @@ def test_not_ready_until_a_model_loads(tmp_path: Path) -> None:
 def test_a_request_during_loading_waits_for_the_model(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_load = app_module.load
+    real_load = server_module.load
 
     def slow_load(*args: Any) -> Any:
         time.sleep(0.5)  # a model that takes a while to load
         return real_load(*args)
 
-    monkeypatch.setattr(app_module, "load", slow_load)
+    monkeypatch.setattr(server_module, "load", slow_load)
     with TestClient(create_app(ServeSettings(model_dir=model_dir))) as starting:
         started = time.monotonic()
         answer = starting.post("/predict", json=RECORD)

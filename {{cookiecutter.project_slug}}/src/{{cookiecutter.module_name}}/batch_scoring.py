@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DataError
+from .ids import ID_FIELD, new_ids
 from .inference import CompiledModel, Inputs
 from .schema import FeatureSchema, as_category_strings
 
@@ -211,12 +211,6 @@ def check_chunk(frame: pd.DataFrame, schema: FeatureSchema, first_line: int) -> 
     return Checked(good, inputs, rejects.sort_values("line", kind="stable"))
 
 
-def prediction_ids(rows: int) -> Any:
-    """A random 128-bit id per row as 32 hex digits, made for the whole chunk at once."""
-    digits = os.urandom(16 * rows).hex().encode("ascii")
-    return np.frombuffer(digits, dtype="S32").astype(str)
-
-
 def uses_library(family: str, rows: int) -> bool:
     """Whether the library beats the numpy walk on a chunk of `rows` rows of this family."""
     return rows >= LIBRARY_FROM_ROWS.get(family, sys.maxsize)
@@ -321,7 +315,7 @@ def scored(frame: pd.DataFrame, checked: Checked, scorer: ChunkScorer, keep: lis
     rows = int(checked.good.sum())
     out["model_name"] = np.full(rows, model.name, dtype=object)
     out["model_version"] = np.full(rows, model.version, dtype=object)
-    out["prediction_id"] = prediction_ids(rows)
+    out[ID_FIELD] = new_ids(rows)
     return pd.DataFrame(out)
 
 

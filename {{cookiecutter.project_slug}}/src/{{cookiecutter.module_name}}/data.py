@@ -9,6 +9,7 @@ import pandas as pd
 
 from .config import Params, Paths, Task
 from .errors import DataError
+from .ids import RESERVED_NAMES
 from .schema import FeatureSchema, infer_schema, is_numeric, read_csv
 
 # The sample each task trains on when params.yaml names no CSV of yours.
@@ -51,6 +52,12 @@ def expectation_problems(frame: pd.DataFrame, params: Params) -> list[str]:
     for name in params.data.categorical:
         if name not in frame.columns:
             problems.append(f"column {name!r} is listed in data.categorical but not in the data")
+    for name in RESERVED_NAMES:
+        if name in frame.columns:
+            problems.append(
+                f"column {name!r} is a reserved name (the id a client gives a prediction); "
+                "rename it in the CSV"
+            )
     for name in frame.columns:
         if frame[name].isna().all():
             problems.append(f"column {name!r} is empty in every row")

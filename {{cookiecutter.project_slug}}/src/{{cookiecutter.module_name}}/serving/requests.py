@@ -7,6 +7,9 @@ finite numbers, categories one of the values seen in training (an unseen categor
 rejected rather than silently ignored by the model), null only where the training data
 had missing values, and no field may be missing or unknown. Problems raise
 RequestError with an HTTP status and a body naming the field.
+
+A record may carry its own id in the `prediction_id` field (a column, in CSV and
+dataframe_split): it is taken out before validation and returned with the inputs.
 """
 
 from __future__ import annotations
@@ -14,17 +17,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from ..ids import ID_FIELD, problem
 from ..inference import Inputs
 from ..schema import FeatureSchema
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+@dataclass
+class Parsed:
+    """A request's model inputs, and the ids its records gave (None: it gave none)."""
+
+    inputs: Inputs
+    ids: list[str | None] | None = None
 
 
 class RequestError(Exception):
@@ -106,14 +119,16 @@ class RequestParser:
         categorical = [[row[key] for row in rows] for key in self.categorical_keys]
         return Inputs(numeric=numeric, categorical=categorical)
 
-    def parse_predict(self, body: bytes) -> Inputs:
+    def parse_predict(self, body: bytes) -> Parsed:
         payload = _json(body)
         fast = _no_booleans(body)
         if isinstance(payload, dict):
-            return self.from_records([payload], prefix=("body",), fast=fast)
-        return self.from_records(payload, fast=fast)
+            records, ids = _take_ids([payload], ("body",), single=True)
+            return Parsed(self.from_records(records, prefix=("body",), fast=fast), ids)
+        records, ids = _take_ids(payload, ("body",))
+        return Parsed(self.from_records(records, fast=fast), ids)
 
-    def parse_invocations(self, body: bytes, content_type: str) -> Inputs:
+    def parse_invocations(self, body: bytes, content_type: str) -> Parsed:
         if content_type == "text/csv":
             return self.from_csv(body)
         payload = _json(body)
@@ -129,10 +144,13 @@ class RequestParser:
         key = keys[0]
         data = payload[key]
         if key == "dataframe_split":
-            return self.from_split(data, fast=_no_booleans(body))
+            split, ids = _take_split_ids(data)
+            return Parsed(self.from_split(split, fast=_no_booleans(body)), ids)
         if isinstance(data, dict):  # columns -> values, the other pandas orientation
             data = _columns_to_records(data, key)
-        return self.from_records(data, prefix=("body", key), fast=_no_booleans(body))
+        records, ids = _take_ids(data, ("body", key))
+        inputs = self.from_records(records, prefix=("body", key), fast=_no_booleans(body))
+        return Parsed(inputs, ids)
 
     def from_split(self, split: Any, fast: bool = True) -> Inputs:
         prefix = ("body", "dataframe_split")
@@ -187,7 +205,7 @@ class RequestParser:
             return None
         return self._numeric_split(names, [[record[name] for name in names] for record in records])
 
-    def from_csv(self, body: bytes) -> Inputs:
+    def from_csv(self, body: bytes) -> Parsed:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -206,6 +224,8 @@ class RequestParser:
                 )
             record: dict[str, Any] = {}
             for name, value in row.items():
+                if name == ID_FIELD and not value:
+                    continue  # an empty id cell: the row gets a new id
                 if value == "" or value is None:
                     record[name] = None
                 elif name in numeric:
@@ -213,7 +233,57 @@ class RequestParser:
                 else:
                     record[name] = value
             records.append(record)
-        return self.from_records(records)
+        records, ids = _take_ids(records, ("body",))
+        return Parsed(self.from_records(records), ids)
+
+
+def _checked_id(value: Any, loc: list[Any]) -> str:
+    why = problem(value)
+    if why is not None:
+        raise RequestError(422, [{"loc": [*loc, ID_FIELD], "msg": why}])
+    return str(value)
+
+
+def _take_ids(
+    records: Any, prefix: tuple[Any, ...], single: bool = False
+) -> tuple[Any, list[str | None] | None]:
+    """Records without their id field, and the ids (None when no record has one)."""
+    if not isinstance(records, list) or not any(
+        isinstance(record, dict) and ID_FIELD in record for record in records
+    ):
+        return records, None
+    stripped: list[Any] = []
+    ids: list[str | None] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or ID_FIELD not in record:
+            stripped.append(record)
+            ids.append(None)
+            continue
+        loc = list(prefix) if single else [*prefix, index]
+        ids.append(_checked_id(record[ID_FIELD], loc))
+        stripped.append({name: value for name, value in record.items() if name != ID_FIELD})
+    return stripped, ids
+
+
+def _take_split_ids(split: Any) -> tuple[Any, list[str | None] | None]:
+    """dataframe_split without its id column, and the ids; a malformed split is left as it
+    is for `from_split` to name what is wrong."""
+    if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
+        return split, None
+    columns, data = split["columns"], split.get("data")
+    if ID_FIELD not in columns or not isinstance(data, list):
+        return split, None
+    if not all(isinstance(row, list) and len(row) == len(columns) for row in data):
+        return split, None
+    at = columns.index(ID_FIELD)
+    loc = ["body", "dataframe_split", "data"]
+    ids: list[str | None] = [_checked_id(row[at], [*loc, index]) for index, row in enumerate(data)]
+    kept = {
+        **split,
+        "columns": columns[:at] + columns[at + 1 :],
+        "data": [row[:at] + row[at + 1 :] for row in data],
+    }
+    return kept, ids
 
 
 def _json(body: bytes) -> Any:

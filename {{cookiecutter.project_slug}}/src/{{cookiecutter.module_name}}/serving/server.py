@@ -1,0 +1,132 @@
+"""The models a server answers with, by variant, and how they are loaded and swapped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
+
+from ..artifact import LoadedModel, current_version, load
+from .batching import Batcher
+from .metrics import Metrics
+from .observer import Observer
+from .requests import RequestError, RequestParser
+from .settings import ServeSettings
+
+log = logging.getLogger(__name__)
+CHAMPION, CHALLENGER = "champion", "challenger"
+# A prediction request that arrives while the model loads waits this long rather than fail.
+LOAD_WAIT_SECONDS = 30.0
+# What watches the champion's predictions, given the registry its metrics go to.
+ObserverFactory = Callable[[CollectorRegistry], Observer]
+
+
+@dataclass
+class Variant:
+    """A loaded model and the request parser built from its schema."""
+
+    model: LoadedModel
+    parser: RequestParser
+
+
+class Server:
+    """Models by variant, swapped whole: a request keeps the variant it started with."""
+
+    def __init__(self, settings: ServeSettings, observer: ObserverFactory) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.observer = observer(self.metrics.registry)
+        self.batcher = Batcher(settings.merge_rows)
+        self.variants: dict[str, Variant] = {}
+        self.load_error: str | None = None
+        self.settled: asyncio.Event | None = None  # set once the first load finished
+
+    def aliases(self) -> dict[str, str]:
+        wanted = {CHAMPION: self.settings.model_alias}
+        if self.settings.canary_fraction > 0:
+            wanted[CHALLENGER] = self.settings.canary_alias
+        return wanted
+
+    async def load(self, variant: str, alias: str) -> None:
+        model = await asyncio.to_thread(load, self.settings, self.settings.model_dir, alias)
+        replaced = self.variants.get(variant)
+        self.variants[variant] = Variant(
+            model, RequestParser(model.schema, self.settings.max_batch_rows)
+        )
+        self.metrics.model_loaded(variant, model, replaced.model if replaced else None)
+        if variant == CHAMPION:
+            self.observer.model_loaded(model)
+        self.metrics.ready.set(1 if CHAMPION in self.variants else 0)
+        log.info(
+            "%s: serving %s version %s from %s", variant, model.name, model.version, model.source
+        )
+
+    async def load_all(self) -> None:
+        for variant, alias in self.aliases().items():
+            try:
+                await self.load(variant, alias)
+            except Exception as error:  # reported by /health/ready; a reload may retry
+                self.load_error = f"{variant} ({alias}): {error}"
+                log.exception("could not load the %s model", variant)
+        if self.settled is not None:
+            self.settled.set()
+
+    async def poll(self) -> None:
+        """Reload a variant when its alias (or exported directory) names another version."""
+        while True:
+            await asyncio.sleep(self.settings.reload_seconds)
+            for variant, alias in self.aliases().items():
+                try:
+                    version = await asyncio.to_thread(
+                        current_version, self.settings, self.settings.model_dir, alias
+                    )
+                    loaded = self.variants.get(variant)
+                    if loaded is None or loaded.model.version != version:
+                        await self.load(variant, alias)
+                        self.load_error = None
+                except Exception as error:
+                    self.load_error = f"{variant} ({alias}): {error}"
+                    log.exception("reload of the %s model failed", variant)
+
+    async def pick(self) -> tuple[str, Variant]:
+        if CHAMPION not in self.variants and self.settled is not None:
+            # Another worker may already be ready and taking traffic: wait, do not fail.
+            # asyncio.wait returns at the timeout instead of raising (whose class differs on 3.10).
+            waiter = asyncio.ensure_future(self.settled.wait())
+            await asyncio.wait({waiter}, timeout=LOAD_WAIT_SECONDS)
+            waiter.cancel()
+        champion = self.variants.get(CHAMPION)
+        if champion is None:
+            raise RequestError(503, "the model is not loaded yet")
+        challenger = self.variants.get(CHALLENGER)
+        if challenger is not None and random.random() < self.settings.canary_fraction:  # noqa: S311
+            return CHALLENGER, challenger
+        return CHAMPION, champion
+
+    async def choose(self, request: Request) -> tuple[str, Variant]:
+        """The variant that answers this request, recorded on it for its metrics."""
+        variant, chosen = await self.pick()
+        request.state.variant = variant
+        return variant, chosen
+
+    async def predict(self, variant: str, chosen: Variant, inputs: Any) -> tuple[Any, Any]:
+        predictions, probabilities = await self.batcher.predict(chosen.model, inputs)
+        self.metrics.predicted(variant, predictions, chosen.model.schema.task)
+        if variant == CHAMPION:
+            self.observer.predicted(inputs, predictions)
+        return predictions, probabilities
+
+
+async def current_server(request: Request) -> Server:
+    """The app's server: what every route depends on (async, so no thread is used)."""
+    server: Server = request.app.state.server
+    return server
+
+
+ServerDep = Annotated[Server, Depends(current_server)]
