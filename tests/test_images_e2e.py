@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,15 @@ def test_the_serve_image_answers_as_the_pod_spec_runs_it(
     status, answer = call(f"{base}/predict", records)
     assert status == 200, answer
     assert len(answer["predictions"]) == 5
+    ids = answer["prediction_ids"]
+    deadline = time.monotonic() + 10  # the log's writer thread runs after the answer
+    while True:
+        out = podman("logs", name).stdout.splitlines()
+        logged = [json.loads(line) for line in out if line.startswith('{"id":')]
+        if {line["id"] for line in logged} >= set(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {line["id"] for line in logged} >= set(ids), "the prediction log goes to stdout"
     status, answer = call(f"{base}/predict", [{"mean_radius": "wide"}])
     assert status == 422
     assert "mean_radius" in json.dumps(answer)

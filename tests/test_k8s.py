@@ -322,6 +322,7 @@ def test_api_pods_probe_health_and_listen_where_the_server_does(
                 "HOST": "0.0.0.0",
                 "PORT": str(port),
                 "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus",
+                "PREDICTION_LOG_DIR": "-",  # stdout: no volume to fill
             }
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             volumes = {v["name"]: v for v in template["spec"]["volumes"]}

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,15 @@ from {{ cookiecutter.module_name }}.schema import (
 from {{ cookiecutter.module_name }}.train import build_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prediction_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers the tests start log their predictions here, not into the project's build/."""
+    path = tmp_path_factory.mktemp("predictions")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREDICTION_LOG_DIR", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -17,7 +17,11 @@ from fastapi.testclient import TestClient
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
 from {{ cookiecutter.module_name }}.api import create_app
-from {{ cookiecutter.module_name }}.ids import ID_FIELD, MAX_ID_LENGTH, RESERVED_NAMES
+from {{ cookiecutter.module_name }}.ids import (
+    ID_FIELD,
+    MAX_ID_LENGTH,
+    RESERVED_NAMES,
+)
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )

@@ -32,6 +32,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.batcher.start()
+        server.prediction_log.start()
         server.settled = asyncio.Event()
         # Loading runs in the background so /health/live answers while it does.
         tasks = [asyncio.create_task(server.load_all()), asyncio.create_task(server.observer.run())]
@@ -43,6 +44,8 @@ def create_app(
             with suppress(asyncio.CancelledError):
                 await task
         await server.batcher.stop()
+        await asyncio.to_thread(server.prediction_log.flush)
+        server.prediction_log.stop()
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",

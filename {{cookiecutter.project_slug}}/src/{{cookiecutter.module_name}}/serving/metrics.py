@@ -97,6 +97,12 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemin",
         )
+        self.prediction_log_rows = Counter(
+            "ml_prediction_log_rows",
+            "Served rows the prediction log wrote, or dropped (queue full, write failed)",
+            ["outcome"],
+            registry=registry,
+        )
         self._values: Histogram | None = None
 
     def model_loaded(self, variant: str, model: LoadedModel, replaced: LoadedModel | None) -> None:

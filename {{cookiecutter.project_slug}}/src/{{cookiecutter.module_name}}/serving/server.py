@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -13,9 +14,11 @@ from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
 from ..artifact import LoadedModel, current_version, load
+from ..inference import Inputs
 from .batching import Batcher
 from .metrics import Metrics
 from .observer import Observer
+from .prediction_log import PredictionLog, Served
 from .requests import RequestError, RequestParser
 from .settings import ServeSettings
 
@@ -43,6 +46,15 @@ class Server:
         self.metrics = Metrics()
         self.observer = observer(self.metrics.registry)
         self.batcher = Batcher(settings.merge_rows)
+        omit = frozenset(name.strip() for name in settings.prediction_log_omit.split(",") if name)
+        self.prediction_log = PredictionLog(
+            settings.prediction_log_dir,
+            self.metrics.prediction_log_rows,
+            max_bytes=settings.prediction_log_max_bytes,
+            keep_bytes=settings.prediction_log_keep_bytes,
+            queue_rows=settings.prediction_log_queue_rows,
+            omit=omit,
+        )
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
         self.settled: asyncio.Event | None = None  # set once the first load finished
@@ -115,11 +127,20 @@ class Server:
         request.state.variant = variant
         return variant, chosen
 
-    async def predict(self, variant: str, chosen: Variant, inputs: Any) -> tuple[Any, Any]:
+    async def predict(
+        self, variant: str, chosen: Variant, inputs: Inputs, ids: list[str]
+    ) -> tuple[Any, Any]:
+        """The model's answer for `inputs`, counted, watched and logged under `ids`."""
+        started = time.time()
         predictions, probabilities = await self.batcher.predict(chosen.model, inputs)
-        self.metrics.predicted(variant, predictions, chosen.model.schema.task)
+        model = chosen.model
+        self.metrics.predicted(variant, predictions, model.schema.task)
         if variant == CHAMPION:
             self.observer.predicted(inputs, predictions)
+        self.prediction_log.write(
+            Served(ids, model.name, model.version, variant, model.schema, inputs,
+                   predictions, probabilities, started)
+        )  # fmt: skip
         return predictions, probabilities
 
 

@@ -32,3 +32,19 @@ class ServeSettings(Settings):
     merge_rows: int = Field(
         4096, ge=1, description="waiting requests are merged into one call of at most these rows"
     )
+    prediction_log_dir: str = Field(
+        "build/predictions",
+        description="where each served row is logged as JSON lines; '-': stdout; empty: off",
+    )
+    prediction_log_max_bytes: int = Field(
+        50_000_000, ge=1024, description="a log file is rotated past this size"
+    )
+    prediction_log_keep_bytes: int = Field(
+        500_000_000, ge=0, description="rotated log files are removed, oldest first, past this"
+    )
+    prediction_log_queue_rows: int = Field(
+        100_000, ge=1, description="rows waiting for the log writer; more are dropped, counted"
+    )
+    prediction_log_omit: str = Field(
+        "", description="comma-separated fields left out of the log, e.g. 'inputs'"
+    )

@@ -54,7 +54,7 @@ async def predict_records(request: Request, server: ServerDep) -> Response:
     body = await read_body(request, server.settings.max_body_bytes)
     parsed = chosen.parser.parse_predict(body)
     ids = row_ids(request, parsed)
-    predictions, probabilities = await server.predict(variant, chosen, parsed.inputs)
+    predictions, probabilities = await server.predict(variant, chosen, parsed.inputs, ids)
     model = chosen.model
     answer: dict[str, Any] = {"predictions": predictions.tolist(), "prediction_ids": ids}
     if probabilities is not None:
@@ -75,7 +75,7 @@ async def invocations(request: Request, server: ServerDep) -> Response:
     body = await read_body(request, server.settings.max_body_bytes)
     parsed = chosen.parser.parse_invocations(body, kind)
     ids = row_ids(request, parsed)
-    predictions, _ = await server.predict(variant, chosen, parsed.inputs)
+    predictions, _ = await server.predict(variant, chosen, parsed.inputs, ids)
     # MLflow's clients read "predictions" and ignore the other keys
     answer = {"predictions": predictions.tolist(), "prediction_ids": ids}
     return Response(dumps(answer), media_type="application/json")
