@@ -22,10 +22,17 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.module_name }} import batch_scoring
+from {{ cookiecutter.module_name }} import (
+    batch_scoring,
+)
 from {{ cookiecutter.module_name }}.api import create_app
-from {{ cookiecutter.module_name }}.artifact import read_model_dir
-from {{ cookiecutter.module_name }}.batch_scoring import ChunkScorer, check_chunk
+from {{ cookiecutter.module_name }}.artifact import (
+    read_model_dir,
+)
+from {{ cookiecutter.module_name }}.batch_scoring import (
+    ChunkScorer,
+    check_chunk,
+)
 from {{ cookiecutter.module_name }}.cli import main
 from {{ cookiecutter.module_name }}.engines import partitions
 from {{ cookiecutter.module_name }}.serving.settings import (
