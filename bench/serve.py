@@ -7,7 +7,8 @@ version and starts (a) the project's server on the export and (b) `mlflow models
 number of workers, and drives each with the same wrk command (same connections, threads
 and duration). Prints requests/s, p50/p99 latency, rows/s, time from process start to
 ready, the ratios, and the installed size of the serve-only dependency set against the
-full development environment.
+full development environment. Our server runs with its defaults, the prediction log on;
+for the default model it is also run with the log off, to show what the log costs.
 
     .venv/bin/python bench/serve.py [--models hist_gradient_boosting,xgboost,lightgbm]
                                     [--workers 1] [--connections 32] [--seconds 10]
@@ -173,6 +174,40 @@ def measure(
     return results, ours_ready, mlflow_ready
 
 
+def log_overhead(
+    project: Path,
+    env: dict[str, str],
+    files: dict[str, Path],
+    args: argparse.Namespace,
+    scratch: Path,
+) -> None:
+    """Our server on the default export with the prediction log on (its default) and off."""
+    results: dict[str, dict[str, float]] = {}
+    for state, directory in (("on", "build/predictions"), ("off", "")):
+        port = free_port()
+        server_env = {**env, "MODEL_DIR": f"build/{DEFAULT_MODEL}", "PORT": str(port),
+                      "WORKERS": str(args.workers), "PREDICTION_LOG_DIR": directory}  # fmt: skip
+        server, started = start([f".venv/bin/{SLUG}", "serve"], project, server_env)
+        wait_ready(f"http://127.0.0.1:{port}/health/ready", server, started)
+        try:
+            for size in (1, 100):
+                url = f"http://127.0.0.1:{port}/predict"
+                results[f"log {state} {size}"] = wrk(url, files[f"predict-{size}"], args, scratch)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\nprediction log, {DEFAULT_MODEL}, /predict")
+    print(f"{'log / rows':<28}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, figures in results.items():
+        rows = int(name.rsplit(" ", 1)[1])
+        print(f"{name:<28}{figures['rps']:>10.0f}{figures['rps'] * rows:>11.0f}"
+              f"{figures['p50']:>9.2f}{figures['p99']:>9.2f}")  # fmt: skip
+    for size in (1, 100):
+        on, off = results[f"log on {size}"], results[f"log off {size}"]
+        print(f"  {size:>3} rows: throughput x{on['rps'] / off['rps']:.2f} with the log, "
+              f"p99 x{on['p99'] / off['p99']:.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=f"{DEFAULT_MODEL},xgboost,lightgbm")
@@ -193,6 +228,8 @@ def main() -> None:
         )
         for family in args.models.split(","):
             report(family, *measure(project, env, family, files, args, scratch))
+        if DEFAULT_MODEL in args.models.split(","):
+            log_overhead(project, env, files, args, scratch)
 
         serve_venv = scratch / "serve-venv"
         run([str(TOOLS / "uv"), "venv", "-q", str(serve_venv)], project, env)
