@@ -51,7 +51,8 @@ def logged(client: TestClient) -> None:
 
 def counted(client: TestClient, outcome: str) -> float:
     text = client.get("/metrics").text
-    found = re.search(rf'ml_prediction_log_rows_total{{outcome="{outcome}"}} (\S+)', text)
+    sample = 'ml_prediction_log_rows_total{outcome="' + outcome + '"} '
+    found = re.search(re.escape(sample) + r"(\S+)", text)
     return float(found.group(1)) if found else 0.0
 
 
