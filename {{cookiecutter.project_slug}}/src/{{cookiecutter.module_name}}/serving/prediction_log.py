@@ -14,8 +14,8 @@ disk is full, the directory unwritable), the rows are dropped and counted in
 Files: `<dir>/predictions-<pid>.jsonl`, one per worker process so that workers never
 interleave, rotated to `predictions-<pid>-<n>.jsonl` past `PREDICTION_LOG_MAX_BYTES`;
 the oldest rotated files go while all of them exceed `PREDICTION_LOG_KEEP_BYTES`.
-`PREDICTION_LOG_DIR=-` writes the lines to standard output instead (in Kubernetes: the
-node's log collector keeps them and no volume can fill).
+`PREDICTION_LOG_DIR=-` writes the lines to standard output instead (the image does: the
+container runtime keeps them and no volume can fill).
 """
 
 from __future__ import annotations
