@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/uv
 
 install: $(VENV)/.installed ## Create .venv with the template's dev and test tools
 
-system-tools: ## Install the Debian packages the tests run (podman, PostgreSQL, Prometheus' tools)
+system-tools: ## Install the Debian packages the tests and benchmarks run (podman, PostgreSQL, Prometheus' tools, wrk)
 	@scripts/system-tools.sh
 	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the kustomize tests will fail" >&2
 
@@ -56,7 +56,7 @@ lint: install ## ruff and mypy on the hooks, the prompt checks and the tests
 	$(BIN)/ruff format --check hooks tests bench local_extensions.py
 	$(BIN)/mypy hooks tests bench local_extensions.py
 
-bench: install ## Benchmarks of the rendered project (figures for the README)
+bench: install system-tools ## Benchmarks of the rendered project (figures for the README)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py

@@ -4,7 +4,7 @@
 # command to run is printed and the script fails. `make test` calls it first.
 set -euo pipefail
 
-# command the tests call -> the Debian package that provides it
+# command the tests (and the benchmarks) call -> the Debian package that provides it
 declare -A PACKAGES=(
   [promtool]=prometheus
   [amtool]=prometheus-alertmanager
@@ -12,6 +12,7 @@ declare -A PACKAGES=(
   [runc]=runc
   [mmdebstrap]=mmdebstrap
   [pg_ctl]=postgresql
+  [wrk]=wrk  # bench/serve.py's load generator
 )
 
 missing=()
