@@ -81,7 +81,13 @@ RENDERS = [
 
 
 def describing_files(project: BakedProject) -> list[str]:
-    return [*DESCRIBING, *(f"make/{mk.name}" for mk in sorted(project.path.glob("make/*.mk")))]
+    """The fixed list, the render's make/*.mk, and its monitoring configs' comments."""
+    configs = sorted((project.path / "monitoring").rglob("*.yml"))
+    return [
+        *DESCRIBING,
+        *(f"make/{mk.name}" for mk in sorted(project.path.glob("make/*.mk"))),
+        *(str(config.relative_to(project.path)) for config in configs),
+    ]
 
 
 def leftovers(project: BakedProject, answers: dict[str, Any]) -> list[str]:
