@@ -38,6 +38,7 @@ REQUIRED_ALERTS = {
     "ValidationErrorSpike",
     "DataDriftDetected",
     "NoPredictionTraffic",
+    "PredictionLogDropping",
 }
 # Metrics Prometheus itself gives every target.
 PROMETHEUS_METRICS = {"up"}
