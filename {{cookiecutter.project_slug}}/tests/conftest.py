@@ -28,10 +28,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session", autouse=True)
 def prediction_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Servers the tests start log their predictions here, not into the project's build/."""
+    """Servers the tests start log and store their predictions here, not in build/."""
     path = tmp_path_factory.mktemp("predictions")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREDICTION_LOG_DIR", str(path))
+        patch.setenv("PREDICTION_STORE_URL", f"sqlite:///{path / 'predictions.db'}")
         yield path
 
 

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="MLflow experiment of the runs",
     )
     params_path: Path = Field(Path("params.yaml"), description="the pipeline's parameters")
+    prediction_store_url: str = Field(
+        "sqlite:///build/predictions.db",
+        description="database of served rows and their labels, shared by every worker and "
+        "replica (SQLAlchemy URL); empty: no store, no /feedback",
+    )
+    feedback_min_rows: int = Field(
+        100, ge=1, description="labelled rows a window needs before live metrics count"
+    )
 
 
 def env_name(kind: type[BaseSettings], field: str) -> str:

@@ -18,7 +18,7 @@ from . import openapi
 from .metrics import MetricsMiddleware
 from .observer import NoObserver
 from .requests import RequestError
-from .routes import health, metrics, predictions
+from .routes import feedback, health, metrics, predictions
 from .server import ObserverFactory, Server
 from .settings import ServeSettings
 
@@ -46,6 +46,8 @@ def create_app(
         await server.batcher.stop()
         await asyncio.to_thread(server.prediction_log.flush)
         server.prediction_log.stop()
+        if server.store is not None:
+            server.store.close()
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",
@@ -64,7 +66,7 @@ def create_app(
             server.metrics.validation_errors.labels(route, str(error.status)).inc()
         return JSONResponse({"detail": error.detail}, status_code=error.status)
 
-    for routes in (predictions, health, metrics):
+    for routes in (predictions, feedback, health, metrics):
         app.include_router(routes.router)
     app.openapi = lambda: openapi.document(app, server)  # type: ignore[method-assign]
     return app

@@ -103,6 +103,12 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.prediction_store_rows = Counter(
+            "ml_prediction_store_rows",
+            "Served rows the prediction store kept, or dropped (database unreachable)",
+            ["outcome"],
+            registry=registry,
+        )
         self._values: Histogram | None = None
 
     def model_loaded(self, variant: str, model: LoadedModel, replaced: LoadedModel | None) -> None:

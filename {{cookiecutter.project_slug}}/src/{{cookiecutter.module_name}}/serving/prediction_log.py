@@ -16,6 +16,10 @@ interleave, rotated to `predictions-<pid>-<n>.jsonl` past `PREDICTION_LOG_MAX_BY
 the oldest rotated files go while all of them exceed `PREDICTION_LOG_KEEP_BYTES`.
 `PREDICTION_LOG_DIR=-` writes the lines to standard output instead (the image does: the
 container runtime keeps them and no volume can fill).
+
+The same thread hands the rows to the prediction store (`prediction_store.py`), where
+`/feedback` finds them by id; rows it cannot store are dropped and counted in
+`ml_prediction_store_rows_total{outcome="dropped"}`.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ import orjson
 from prometheus_client import Counter
 
 from ..inference import Array, Inputs
+from ..prediction_store import PredictionStore, Stored
 from ..schema import FeatureSchema
 
 log = logging.getLogger(__name__)
+# How often the writer forgets store rows older than PREDICTION_STORE_KEEP_DAYS.
+PRUNE_EVERY_SECONDS = 600.0
 
 
 @dataclass
@@ -54,8 +61,8 @@ class Served:
     at: float
 
 
-def lines(served: Served, omit: frozenset[str]) -> bytes:
-    """The request's rows as JSON lines (NaN, a missing number, becomes null)."""
+def records(served: Served) -> list[dict[str, Any]]:
+    """The request's rows as log records (NaN, a missing number, becomes None)."""
     numeric, categorical = served.schema.numeric, served.schema.categorical
     numbers = served.inputs.numeric.tolist()
     predictions = served.predictions.tolist()
@@ -65,23 +72,48 @@ def lines(served: Served, omit: frozenset[str]) -> bytes:
     texts = dict(zip(categorical, served.inputs.categorical, strict=True))
     out = []
     for row, row_id in enumerate(served.ids):
-        record: dict[str, Any] = {
-            "id": row_id,
-            "ts": stamp,
-            "model": served.model,
-            "version": served.version,
-            "variant": served.variant,
-            "inputs": {
-                **dict(zip(numeric, numbers[row], strict=True)),
-                **{name: values[row] for name, values in texts.items()},
-            },
-            "prediction": predictions[row],
-            "probabilities": None if probabilities is None else probabilities[row],
-        }
-        for name in omit:
-            record.pop(name, None)
-        out.append(orjson.dumps(record))
-    return b"\n".join(out) + b"\n"
+        inputs = dict(zip(numeric, numbers[row], strict=True))
+        inputs.update({name: values[row] for name, values in texts.items()})
+        out.append(
+            {
+                "id": row_id,
+                "ts": stamp,
+                "model": served.model,
+                "version": served.version,
+                "variant": served.variant,
+                "inputs": {
+                    name: None if value != value else value  # NaN: JSON has no NaN
+                    for name, value in inputs.items()
+                },
+                "prediction": predictions[row],
+                "probabilities": None if probabilities is None else probabilities[row],
+            }
+        )
+    return out
+
+
+def lines(rows: list[dict[str, Any]], omit: frozenset[str]) -> bytes:
+    """Records as JSON lines, without the omitted fields."""
+    if omit:
+        rows = [{key: value for key, value in row.items() if key not in omit} for row in rows]
+    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def stored(rows: list[dict[str, Any]], at: float, omit: frozenset[str]) -> list[Stored]:
+    """Records as the prediction store keeps them (omitted inputs are not kept either)."""
+    return [
+        Stored(
+            id=row["id"],
+            served_at=at,
+            model=row["model"],
+            version=row["version"],
+            variant=row["variant"],
+            inputs=None if "inputs" in omit else row["inputs"],
+            prediction=row["prediction"],
+            probabilities=row["probabilities"],
+        )
+        for row in rows
+    ]
 
 
 class Rotating:
@@ -151,8 +183,17 @@ class PredictionLog:
         keep_bytes: int = 500_000_000,
         queue_rows: int = 100_000,
         omit: frozenset[str] = frozenset(),
+        store: PredictionStore | None = None,
+        store_rows: Counter | None = None,  # required with a store
+        keep_seconds: float = 30 * 86400.0,
     ) -> None:
-        self.enabled = bool(target)
+        self.store = store
+        if store is not None and store_rows is None:
+            raise ValueError("a prediction store needs its rows counter")
+        self.store_rows = store_rows
+        self.keep_seconds = keep_seconds
+        self.pruned_at = 0.0
+        self.enabled = bool(target) or store is not None
         self.sink: Rotating | Stdout | None = None
         if target == "-":
             self.sink = Stdout()
@@ -200,6 +241,27 @@ class PredictionLog:
         if self.sink is not None:
             self.sink.close()
 
+    def _store(self, rows: list[Stored]) -> None:
+        store, counted = self.store, self.store_rows
+        if store is None or counted is None:
+            return
+        try:
+            if rows:
+                store.add_predictions(rows)
+            counted.labels("written").inc(len(rows))
+            now = time.time()
+            if now - self.pruned_at > PRUNE_EVERY_SECONDS:
+                self.pruned_at = now
+                store.prune(now - self.keep_seconds)
+        except Exception as error:  # the database is down or full: the rows go, serving goes on
+            counted.labels("dropped").inc(len(rows))
+            self._warn("prediction store: rows dropped (%s)", error)
+
+    def _warn(self, message: str, error: Exception) -> None:
+        if not self.warned:
+            log.warning(message, error)
+            self.warned = True
+
     def _run(self) -> None:
         while True:
             batch = [self.queue.get()]
@@ -210,16 +272,18 @@ class PredictionLog:
                     break
             served = [item for item in batch if item is not None]
             rows = sum(len(item.ids) for item in served)
-            try:
-                data = b"".join(lines(item, self.omit) for item in served)
-                if data and self.sink is not None:
-                    self.sink.write(data)
-                self.written.inc(rows)
-            except Exception as error:  # a full disk, an unwritable directory: drop, go on
-                self.dropped.inc(rows)
-                if not self.warned:
-                    log.warning("prediction log: rows dropped (%s)", error)
-                    self.warned = True
+            made = [(item.at, records(item)) for item in served]
+            if self.sink is not None:
+                try:
+                    data = b"".join(lines(rows_of, self.omit) for _, rows_of in made)
+                    if data:
+                        self.sink.write(data)
+                    self.written.inc(rows)
+                except Exception as error:  # a full disk, an unwritable directory: drop, go on
+                    self.dropped.inc(rows)
+                    self._warn("prediction log: rows dropped (%s)", error)
+            if self.store is not None:
+                self._store([row for at, rows_of in made for row in stored(rows_of, at, self.omit)])
             with self.lock:
                 self.pending -= rows
             if len(served) < len(batch):  # None: stop

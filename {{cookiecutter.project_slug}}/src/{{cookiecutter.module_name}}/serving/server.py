@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from ..artifact import LoadedModel, current_version, load
 from ..inference import Inputs
+from ..prediction_store import PredictionStore
 from .batching import Batcher
+from .live_metrics import LiveMetrics
 from .metrics import Metrics
 from .observer import Observer
 from .prediction_log import PredictionLog, Served
@@ -47,6 +49,12 @@ class Server:
         self.observer = observer(self.metrics.registry)
         self.batcher = Batcher(settings.merge_rows)
         omit = frozenset(name.strip() for name in settings.prediction_log_omit.split(",") if name)
+        self.live = LiveMetrics(self.metrics.registry)
+        self.store = (
+            PredictionStore(settings.prediction_store_url)
+            if settings.prediction_store_url
+            else None
+        )
         self.prediction_log = PredictionLog(
             settings.prediction_log_dir,
             self.metrics.prediction_log_rows,
@@ -54,6 +62,9 @@ class Server:
             keep_bytes=settings.prediction_log_keep_bytes,
             queue_rows=settings.prediction_log_queue_rows,
             omit=omit,
+            store=self.store,
+            store_rows=self.metrics.prediction_store_rows,
+            keep_seconds=settings.prediction_store_keep_days * 86400,
         )
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
@@ -74,6 +85,10 @@ class Server:
         self.metrics.model_loaded(variant, model, replaced.model if replaced else None)
         if variant == CHAMPION:
             self.observer.model_loaded(model)
+            self.live.publish_settings(
+                model.schema.task, self.settings.feedback_min_rows, quality_gate(self.settings)
+            )
+        self.live.start(model.schema.task, model.version, variant, model.schema.target.classes)
         self.metrics.ready.set(1 if CHAMPION in self.variants else 0)
         log.info(
             "%s: serving %s version %s from %s", variant, model.name, model.version, model.source
@@ -142,6 +157,15 @@ class Server:
                    predictions, probabilities, started)
         )  # fmt: skip
         return predictions, probabilities
+
+
+def quality_gate(settings: ServeSettings) -> dict[str, float]:
+    """The evaluate stage's gate from params.yaml; none when the file is not there."""
+    if not settings.params_path.is_file():
+        return {}
+    from ..config import load_params
+
+    return dict(load_params(settings.params_path).evaluate.gate)
 
 
 async def current_server(request: Request) -> Server:

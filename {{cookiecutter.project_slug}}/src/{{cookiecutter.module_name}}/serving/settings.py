@@ -48,3 +48,7 @@ class ServeSettings(Settings):
     prediction_log_omit: str = Field(
         "", description="comma-separated fields left out of the log, e.g. 'inputs'"
     )
+    prediction_store_keep_days: float = Field(
+        30.0, gt=0, description="served rows older than this leave the prediction store"
+    )
+    feedback_max_items: int = Field(1000, ge=1, description="labels one /feedback request may hold")
