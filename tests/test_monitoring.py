@@ -39,6 +39,7 @@ REQUIRED_ALERTS = {
     "DataDriftDetected",
     "NoPredictionTraffic",
     "PredictionLogDropping",
+    "ModelPerformanceDegraded",
 }
 # Metrics Prometheus itself gives every target.
 PROMETHEUS_METRICS = {"up"}
@@ -92,8 +93,17 @@ def load(project: BakedProject, relative: str) -> Any:
     return document
 
 
-def alert_rules(project: BakedProject) -> list[dict[str, Any]]:
+def all_rules(project: BakedProject) -> list[dict[str, Any]]:
     return [rule for group in load(project, ALERTS)["groups"] for rule in group["rules"]]
+
+
+def alert_rules(project: BakedProject) -> list[dict[str, Any]]:
+    return [rule for rule in all_rules(project) if "alert" in rule]
+
+
+def recorded(project: BakedProject) -> set[str]:
+    """The series the recording rules make (queries may use them like metrics)."""
+    return {rule["record"] for rule in all_rules(project) if "record" in rule}
 
 
 def dashboards(project: BakedProject) -> dict[str, Any]:
@@ -175,7 +185,8 @@ def test_prometheus_config_and_rules_are_valid(monitored: BakedProject) -> None:
     promtool = require("promtool")
     monitored.check(promtool, "check", "config", PROMETHEUS)
     checked = monitored.check(promtool, "check", "rules", ALERTS)
-    assert f"{len(REQUIRED_ALERTS)} rules found" in checked.stdout
+    assert f"{len(all_rules(monitored))} rules found" in checked.stdout
+    assert len(alert_rules(monitored)) == len(REQUIRED_ALERTS)
 
 
 def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
@@ -184,9 +195,14 @@ def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
     tested = {
         check["alertname"]
         for case in load(monitored, ALERT_TESTS)["tests"]
-        for check in case["alert_rule_test"]
+        for check in case.get("alert_rule_test", [])
     }
     assert tested == REQUIRED_ALERTS, "every alert has a unit test"
+    checked = {
+        expr["expr"] for case in load(monitored, ALERT_TESTS)["tests"]
+        for expr in case.get("promql_expr_test", [])
+    }
+    assert any("ml:live_metric" in expr for expr in checked), "the live metrics are tested"
 
 
 def test_prometheus_config_points_at_the_stack(monitored: BakedProject) -> None:
@@ -296,14 +312,16 @@ def test_queries_use_only_metrics_the_server_exposes(monitored: BakedProject) ->
     exposed = exposed_metrics(monitored)
     drift = {"ml_feature_drift_psi", "ml_drift_detected", "ml_drift_window_rows"}
     assert {"ml_http_requests_total", "ml_model_ready", *drift} <= exposed, exposed
-    queries = [rule["expr"] for rule in alert_rules(monitored)]
+    queries = [rule["expr"] for rule in all_rules(monitored)]
     queries += [expr for board in dashboards(monitored).values() for expr in panel_queries(board)]
+    known = exposed | PROMETHEUS_METRICS | recorded(monitored)
     used: set[str] = set()
     for expr in queries:
         names = metric_names(expr)
         assert names, f"no metric found in {expr!r}"
-        assert names <= exposed | PROMETHEUS_METRICS, f"{expr!r} uses {names - exposed}"
+        assert names <= known, f"{expr!r} uses {names - known}"
         used |= names
+    assert recorded(monitored) <= used, "every recorded series is used"
     panels = {
         panel["title"]
         for board in dashboards(monitored).values()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -74,14 +76,50 @@ def test_missing_and_empty_files_fail_clearly(workdir: Path, params: Params) -> 
         read_raw(params)
 
 
-def test_split_is_deterministic_and_stratified(frame: pd.DataFrame, params: Params) -> None:
+def rows_of(frame: pd.DataFrame) -> set[str]:
+    return {"|".join(map(str, row)) for row in frame.itertuples(index=False, name=None)}
+
+
+def test_the_split_is_a_stable_hash_of_each_row(
+    frame: pd.DataFrame, params: Params, make_frame: Callable[..., pd.DataFrame]
+) -> None:
     train, test = split(frame, params)
-    again_train, _ = split(frame, params)
-    assert list(train.index) == list(again_train.index)
-    assert len(test) == round(len(frame) * params.data.test_size)
-    share = frame["label"].value_counts(normalize=True)
-    test_share = test["label"].value_counts(normalize=True)
-    assert (share - test_share).abs().max() < 0.05
+    assert list(train.index) == list(split(frame, params)[0].index)
+    assert abs(len(test) / len(frame) - params.data.test_size) < 0.1
+    # More data, shuffled: every earlier row stays on its side.
+    grown = pd.concat([make_frame(rows=300, seed=9), frame], ignore_index=True).sample(frac=1.0)
+    grown_train, grown_test = split(grown, params)
+    assert rows_of(test) <= rows_of(grown_test)
+    assert rows_of(train) <= rows_of(grown_train)
+    params.seed += 1  # the seed salts the hash
+    assert list(split(frame, params)[1].index) != list(test.index)
+
+
+def test_prepare_adds_the_production_rows(
+    workdir: Path, frame: pd.DataFrame, params: Params, make_frame: Callable[..., pd.DataFrame]
+) -> None:
+    frame.to_csv(workdir / "mine.csv", index=False)
+    params.data.path = Path("mine.csv")
+    prepare(params)
+    before_test = pd.read_csv(Paths.test)
+    assert json.loads(Paths.split.read_text())["production_train"] == 0
+
+    production = make_frame(rows=100, seed=3)
+    production.insert(0, "prediction_id", [f"p-{index}" for index in range(100)])
+    params.data.production.parent.mkdir(parents=True)
+    production.to_csv(params.data.production, index=False)
+    prepare(params)
+    counts = json.loads(Paths.split.read_text())
+    train, test = pd.read_csv(Paths.train), pd.read_csv(Paths.test)
+    assert counts["production_train"] + counts["production_test"] == 100
+    assert (counts["train"], counts["test"]) == (len(train), len(test))
+    assert len(train) + len(test) == len(frame) + 100
+    assert "prediction_id" not in train.columns
+    assert rows_of(before_test) <= rows_of(test)
+
+    production.drop(columns=["noise"]).to_csv(params.data.production, index=False)
+    with pytest.raises(DataError, match=r"production\.csv: columns differ .*missing \['noise'\]"):
+        prepare(params)
 
 
 def test_prepare_writes_the_split_and_the_schema(

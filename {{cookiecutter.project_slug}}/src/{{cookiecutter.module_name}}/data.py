@@ -1,7 +1,16 @@
-"""Raw data in, validated and split data out: the `sample` and `prepare` stages."""
+"""Raw data in, validated and split data out: the `sample` and `prepare` stages.
+
+`prepare` reads `data.path` plus `data.production` (rows `collect` took from production,
+each with its `prediction_id`). The split is a hash of a stable key per row — the row's
+values for `data.path`, its prediction id for a production row — salted with the seed:
+a row lands on the same side whatever else the data holds, so rows in test stay in test
+when data is added, and a test row never moves into training.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +18,7 @@ import pandas as pd
 
 from .config import Params, Paths, Task
 from .errors import DataError
-from .ids import RESERVED_NAMES
+from .ids import ID_FIELD, RESERVED_NAMES
 from .schema import FeatureSchema, infer_schema, is_numeric, read_csv
 
 # The sample each task trains on when params.yaml names no CSV of yours.
@@ -36,6 +45,41 @@ def read_raw(params: Params) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: no such file — put your CSV there or fix data.path")
     return read_csv(path, categorical=params.data.categorical)
+
+
+def read_production(params: Params, columns: list[str]) -> pd.DataFrame | None:
+    """The collected production rows (None when there are none yet), ids kept."""
+    path = params.data.production
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    frame = read_csv(path, categorical=[*params.data.categorical, ID_FIELD])
+    expected = [ID_FIELD, *columns]
+    if list(frame.columns) != expected:
+        missing = [name for name in expected if name not in frame.columns]
+        extra = [name for name in frame.columns if name not in expected]
+        raise DataError(
+            f"{path}: columns differ from {params.data.path} plus {ID_FIELD!r} "
+            f"(missing {missing}, unexpected {extra}); run `collect` again"
+        )
+    if frame[ID_FIELD].isna().any() or frame[ID_FIELD].duplicated().any():
+        raise DataError(f"{path}: column {ID_FIELD!r} has empty or repeated ids")
+    return frame
+
+
+def row_keys(frame: pd.DataFrame) -> list[str]:
+    """A key per row of `data.path` that depends on its values only."""
+    return ["\x1f".join(map(repr, row)) for row in frame.itertuples(index=False, name=None)]
+
+
+def in_test(keys: list[str], params: Params) -> list[bool]:
+    """Whether each key's row belongs to the test split: its salted hash, as a fraction."""
+    salt = str(params.seed).encode()
+    fractions = (
+        int.from_bytes(hashlib.blake2b(key.encode(), key=salt, digest_size=8).digest(), "big")
+        / 2**64
+        for key in keys
+    )
+    return [fraction < params.data.test_size for fraction in fractions]
 
 
 def expectation_problems(frame: pd.DataFrame, params: Params) -> list[str]:
@@ -84,29 +128,42 @@ def expectation_problems(frame: pd.DataFrame, params: Params) -> list[str]:
     return problems
 
 
-def split(frame: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Deterministic train/test split, stratified by class for classification."""
-    from sklearn.model_selection import train_test_split
-
-    stratify = frame[params.data.target] if params.task == "classification" else None
-    train, test = train_test_split(
-        frame, test_size=params.data.test_size, random_state=params.seed, stratify=stratify
-    )
-    return train, test
+def split(
+    frame: pd.DataFrame, params: Params, keys: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and test rows by the hash of each row's key (its values unless given)."""
+    test = in_test(row_keys(frame) if keys is None else keys, params)
+    chosen = pd.Series(test, index=frame.index)
+    return frame[~chosen], frame[chosen]
 
 
 def prepare(params: Params) -> FeatureSchema:
     """Read, check, describe and split the raw data; write the `prepare` stage's outputs."""
-    frame = read_raw(params)
+    raw = read_raw(params)
+    production = read_production(params, [str(name) for name in raw.columns])
+    keys = row_keys(raw)
+    frame = raw
+    if production is not None:
+        keys += [f"{ID_FIELD}={value}" for value in production[ID_FIELD]]
+        frame = pd.concat([raw, production.drop(columns=[ID_FIELD])], ignore_index=True)
     problems = expectation_problems(frame, params)
     if problems:
-        raise DataError(f"{params.data.path}: " + "; ".join(problems))
+        sources = f"{params.data.path}" + (f" + {params.data.production}" if production is not None else "")
+        raise DataError(f"{sources}: " + "; ".join(problems))
     schema = infer_schema(frame, params.data.target, params.task, params.data.categorical)
-    train, test = split(frame, params)
+    train, test = split(frame, params, keys)
     Paths.train.parent.mkdir(parents=True, exist_ok=True)
     train.to_csv(Paths.train, index=False)
     test.to_csv(Paths.test, index=False)
     schema.save(Paths.schema)
+    from_production = pd.Series(range(len(frame))) >= len(raw)
+    counts = {
+        "train": len(train),
+        "test": len(test),
+        "production_train": int(from_production[train.index].sum()),
+        "production_test": int(from_production[test.index].sum()),
+    }
+    Paths.split.write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
     return schema
 
 

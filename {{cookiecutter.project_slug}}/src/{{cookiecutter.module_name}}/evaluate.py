@@ -75,6 +75,8 @@ def model_card(
         f"- Source: `{params.data.path}`; target `{target.name}` ({target_text})",
         f"- Rows: {rows['train']} for training, {rows['test']} held out for testing "
         f"(test_size {params.data.test_size})",
+        f"- Production rows (`{params.data.production}`, labelled through feedback): "
+        f"{rows.get('production_train', 0)} in training, {rows.get('production_test', 0)} in test",
         "",
         "## Features",
         "",
@@ -134,6 +136,8 @@ def evaluate(params: Params, settings: Settings) -> dict[str, float]:
 
     failures = gate_failures(scores, params.evaluate.gate)
     rows = {"train": len(read_split(Paths.train, schema)[1]), "test": len(labels)}
+    if Paths.split.is_file():
+        rows.update(json.loads(Paths.split.read_text(encoding="utf-8")))
     Paths.model_card.parent.mkdir(parents=True, exist_ok=True)
     card = model_card(params, schema, scores, failures, rows)
     Paths.model_card.write_text(card, encoding="utf-8")
