@@ -24,6 +24,8 @@ from .outages import explain
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from .prediction_store import PredictionStore
+
 PROG = "{{ cookiecutter.project_slug }}"
 Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, tuple[Handler, str, str]] = {}
@@ -258,6 +260,99 @@ def predict_on_engine(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _store(settings: Settings) -> PredictionStore:
+    if not settings.prediction_store_url:
+        raise ProjectError("PREDICTION_STORE_URL is empty: there is no prediction store to read")
+    from .prediction_store import PredictionStore
+
+    return PredictionStore(settings.prediction_store_url)
+
+
+@command("feedback", "record a CSV of labels (prediction_id, actual), joined with the log")
+def feedback(args: argparse.Namespace, settings: Settings) -> int:
+    labels = require_file(Path(args.labels), "give a CSV with the columns prediction_id, actual")
+    schema_path = require_file(Paths.schema, f"run `{PROG} prepare` first (the target's classes)")
+    from .ground_truth import by_model, import_labels, report_lines
+    from .schema import FeatureSchema
+
+    schema = FeatureSchema.load(schema_path)
+    rejects = labels.with_name(labels.stem + ".rejects.csv")
+    result = import_labels(_store(settings), labels, Path(args.log), schema, rejects)
+    print(
+        f"{labels}: {result.recorded} labels recorded, {result.duplicate} already labelled "
+        f"(the first label kept), {result.rejected} refused"
+        + (f" (see {rejects})" if result.rejected else "")
+    )
+    groups = by_model(result.rows, schema)
+    for line in report_lines(groups, schema.task, settings.feedback_min_rows):
+        print(line)
+    return EXIT_OK
+
+
+@command(
+    "compare-live",
+    "compare @champion and @challenger on the same labelled window; --promote acts on it",
+    "when the challenger is not better beyond noise (or has too few labels)",
+)
+def compare_live(args: argparse.Namespace, settings: Settings) -> int:
+    schema_path = require_file(Paths.schema, f"run `{PROG} prepare` first")
+    import time
+
+    from .ground_truth import compare
+    from .schema import FeatureSchema
+
+    schema = FeatureSchema.load(schema_path)
+    since = time.time() - args.hours * 3600
+    rows = list(_store(settings).labelled(since=since, variants=("champion", "challenger")))
+    result = compare(rows, schema, settings.feedback_min_rows)
+    test = "one-sided Welch z test on per-row errors"
+    print(f"labels of the last {args.hours:g} h, compared on {result.metric} ({test})")
+    for variant, side in (("champion", result.champion), ("challenger", result.challenger)):
+        if side is None:
+            print(f"  {variant}: no labelled rows")
+            continue
+        version, sums = side
+        metrics = sums.metrics(schema.task)
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        print(f"  {variant} v{version}: {sums.rows} labelled rows; {scores}")
+    verdict = "promote the challenger" if result.promote else "keep the champion"
+    print(f"recommendation: {verdict}: {result.reason}")
+    if not result.promote:
+        return EXIT_CHECK_FAILED
+    if args.promote and result.challenger is not None:
+        from .registry import alias_version
+        from .registry import promote as run_promote
+
+        client = _client(settings)
+        version = result.challenger[0]
+        current = alias_version(client, settings.model_name, "challenger")
+        if current is None or current.version != version:
+            raise ProjectError(
+                f"@challenger is v{current.version if current else '-'} now, not the v{version} "
+                "the labels are for: compare again"
+            )
+        previous = run_promote(client, settings.model_name, version)
+        print(f"{settings.model_name}@champion: v{previous or '-'} -> v{version}")
+    return EXIT_OK
+
+
+@command("collect", "turn labelled production rows into data/raw/production.csv (DVC-tracked)")
+def collect(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
+    from .collect import collect as run_collect
+
+    rejects = params.data.production.with_name(params.data.production.stem + ".rejects.csv")
+    result = run_collect(params, _store(settings), rejects)
+    print(
+        f"{result.path}: {result.added} new labelled rows, {result.total} in all; "
+        f"{result.rejected} refused" + (f" (see {rejects})" if result.rejected else "")
+    )
+    print(result.tracked)
+    if result.added:
+        print("next: dvc repro (prepare adds them; train, evaluate and register follow)")
+    return EXIT_OK
+
+
 {% if cookiecutter.monitoring == "prometheus" -%}
 @command(
     "drift",
@@ -402,6 +497,22 @@ def build_parser() -> argparse.ArgumentParser:
                 default="auto",
                 help="numpy: the compiled arrays; library: the pipeline itself; default: auto "
                 "(the library for long jobs of tree ensembles)",
+            )
+        if name == "feedback":
+            subparser.add_argument(
+                "--labels", required=True, help="CSV with the columns prediction_id, actual"
+            )
+            subparser.add_argument(
+                "--log",
+                default="build/predictions",
+                help="the log's directory; default: build/predictions",
+            )
+        if name == "compare-live":
+            subparser.add_argument(
+                "--hours", type=float, default=24.0, help="the labelled window; default: 24"
+            )
+            subparser.add_argument(
+                "--promote", action="store_true", help="move @champion when the challenger wins"
             )
         if name == "export-model":
             subparser.add_argument("--alias", default="champion", help="default: champion")

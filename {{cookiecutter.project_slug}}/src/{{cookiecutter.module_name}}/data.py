@@ -1,10 +1,10 @@
 """Raw data in, validated and split data out: the `sample` and `prepare` stages.
 
 `prepare` reads `data.path` plus `data.production` (rows `collect` took from production,
-each with its `prediction_id`). The split is a hash of a stable key per row — the row's
-values for `data.path`, its prediction id for a production row — salted with the seed:
-a row lands on the same side whatever else the data holds, so rows in test stay in test
-when data is added, and a test row never moves into training.
+each with its `prediction_id`). The split is a hash of each row's values, salted with the
+seed: a row lands on the same side whatever else the data holds, so rows in test stay in
+test as data grows, a test row never moves into training, and a production row equal to
+a row of `data.path` lands beside it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def read_production(params: Params, columns: list[str]) -> pd.DataFrame | None:
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:
-    """A key per row of `data.path` that depends on its values only."""
+    """A key per row that depends on its values only."""
     return ["\x1f".join(map(repr, row)) for row in frame.itertuples(index=False, name=None)]
 
 
@@ -131,7 +131,7 @@ def expectation_problems(frame: pd.DataFrame, params: Params) -> list[str]:
 def split(
     frame: pd.DataFrame, params: Params, keys: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and test rows by the hash of each row's key (its values unless given)."""
+    """Train and test rows by the salted hash of each row's values (or of `keys`)."""
     test = in_test(row_keys(frame) if keys is None else keys, params)
     chosen = pd.Series(test, index=frame.index)
     return frame[~chosen], frame[chosen]
@@ -141,14 +141,18 @@ def prepare(params: Params) -> FeatureSchema:
     """Read, check, describe and split the raw data; write the `prepare` stage's outputs."""
     raw = read_raw(params)
     production = read_production(params, [str(name) for name in raw.columns])
+    # Keys from each file as read: concatenating may retype a column (ints to floats).
     keys = row_keys(raw)
     frame = raw
     if production is not None:
-        keys += [f"{ID_FIELD}={value}" for value in production[ID_FIELD]]
-        frame = pd.concat([raw, production.drop(columns=[ID_FIELD])], ignore_index=True)
+        rows = production.drop(columns=[ID_FIELD])
+        keys += row_keys(rows)
+        frame = pd.concat([raw, rows], ignore_index=True)
     problems = expectation_problems(frame, params)
     if problems:
-        sources = f"{params.data.path}" + (f" + {params.data.production}" if production is not None else "")
+        sources = f"{params.data.path}" + (
+            f" + {params.data.production}" if production is not None else ""
+        )
         raise DataError(f"{sources}: " + "; ".join(problems))
     schema = infer_schema(frame, params.data.target, params.task, params.data.categorical)
     train, test = split(frame, params, keys)
