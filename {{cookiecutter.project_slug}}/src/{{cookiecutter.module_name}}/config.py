@@ -59,7 +59,6 @@ class Paths:
     test = Path("data/processed/test.csv")
     schema = Path("data/processed/schema.json")
     split = Path("data/processed/split.json")  # rows per split, production rows among them
-    production = Path("data/raw/production.csv")
     model = Path("models/model")
     profile = Path("models/profile.json")
     run = Path("models/run.json")
@@ -132,7 +131,7 @@ class _Strict(BaseModel):
 
 class DataParams(_Strict):
     path: Path = Paths.sample
-    production: Path = Paths.production
+    production: Path = Path("data/raw/production.csv")  # `collect` writes it, not a stage
     target: str = "target"
     test_size: float = Field(0.2, gt=0, lt=1)
     min_rows: int = Field(50, ge=10)

@@ -39,8 +39,8 @@ def check_actual(value: Any, target: Target) -> tuple[Label | None, str | None]:
         return None, f"{value!r} is not a number"
     try:
         number = float(value)
-    except ValueError:
-        return None, f"{value!r} is not a number"
+    except (ValueError, OverflowError):  # OverflowError: an integer past float's range
+        return None, f"{str(value)[:40]!r} is not a number"
     if not math.isfinite(number):
         return None, f"{value!r} is not a finite number"
     return number, None
