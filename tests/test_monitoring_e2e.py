@@ -35,6 +35,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
 GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 # Seconds to wait for something Prometheus has to scrape or evaluate first.
 PATIENCE = 60
+# Test rows with their true class: [record, label] pairs.
+LABELLED_SCRIPT = """
+import csv, json
+rows = list(csv.DictReader(open("data/processed/test.csv")))
+print(json.dumps([
+    [{k: float(v) for k, v in row.items() if k != "target"}, int(float(row["target"]))]
+    for row in rows
+]))
+"""
+# Labelled rows the live metrics wait for (FEEDBACK_MIN_ROWS; the default is 100).
+MIN_LABELLED = 100
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Stack:
     api: str
     prometheus: str
     project: BakedProject
+    # Served rows not labelled yet: (prediction id, true class)
+    unlabelled: list[tuple[str, int]]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query; fails the test unless Prometheus accepts it."""
@@ -128,12 +141,19 @@ def project(exported_project: BakedProject) -> BakedProject:
 def stack(project: BakedProject, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     records = json.loads(project.check(".venv/bin/python", "-c", RECORD_SCRIPT).stdout)
     # Drift checked every second, from 20 rows on (defaults: 60 s, 500 rows).
+    workdir = tmp_path_factory.mktemp("served")
     with serving(
-        project, MODEL_DIR="build/model", DRIFT_INTERVAL_SECONDS="1", DRIFT_MIN_ROWS="20"
+        project,
+        MODEL_DIR="build/model",
+        DRIFT_INTERVAL_SECONDS="1",
+        DRIFT_MIN_ROWS="20",
+        FEEDBACK_MIN_ROWS=str(MIN_LABELLED),
+        PREDICTION_LOG_DIR=str(workdir / "log"),
+        PREDICTION_STORE_URL=f"sqlite:///{workdir / 'store.db'}",
     ) as api:
         api_port = int(api.rsplit(":", 1)[1])
         with prometheus(project, api_port, tmp_path_factory.mktemp("prometheus")) as base:
-            stack = Stack(api, base, project)
+            stack = Stack(api, base, project, [])
             stack.wait_for(f'up{{job="{project.path.name}"}} == 1', "the API target is up")
             sent = send_traffic(api, records)
             # Scraped after the last request: every count is in Prometheus.
@@ -141,7 +161,34 @@ def stack(project: BakedProject, tmp_path_factory: pytest.TempPathFactory) -> It
             stack.wait_for(total, "Prometheus scraped the traffic")
             stack.wait_for("ml_drift_window_rows >= 20", "the drift window filled")
             stack.wait_for("ml_drift_last_check_timestamp_seconds", "a drift check ran")
+            stack.unlabelled = serve_labelled(project, api, rows=500)
+            # True labels for 200 of them: the live metrics appear, and they pass the gate.
+            send_labels(api, stack.unlabelled[:200], wrong=False)
+            del stack.unlabelled[:200]
+            stack.wait_for('ml:live_metric{metric="accuracy"} > 0.9', "live accuracy recorded")
+            time.sleep(3)  # a few more evaluations of the alert rules
+            assert "ModelPerformanceDegraded" not in stack.active_alerts()
             yield stack
+
+
+def serve_labelled(project: BakedProject, api: str, rows: int) -> list[tuple[str, int]]:
+    """Predict `rows` test rows (cycling through them); their ids and true classes."""
+    labelled = json.loads(project.check(".venv/bin/python", "-c", LABELLED_SCRIPT).stdout)
+    chosen = [labelled[index % len(labelled)] for index in range(rows)]
+    served = []
+    for start in range(0, rows, 50):
+        batch = chosen[start : start + 50]
+        status, answer = call(f"{api}/predict", [record for record, _ in batch])
+        assert status == 200, answer
+        served += list(zip(answer["prediction_ids"], [label for _, label in batch], strict=True))
+    return served
+
+
+def send_labels(api: str, rows: list[tuple[str, int]], wrong: bool) -> None:
+    body = [{"id": row_id, "actual": 1 - label if wrong else label} for row_id, label in rows]
+    status, answer = call(f"{api}/feedback", body)
+    assert status == 200, answer
+    assert answer["recorded"] == len(rows), answer
 
 
 def send_traffic(api: str, records: list[dict[str, float]]) -> int:
@@ -184,7 +231,7 @@ def test_alert_rules_are_valid_over_exposed_metrics(stack: Stack) -> None:
     for rule in rules:
         stack.query(rule["expr"])
         missing = metric_names(rule["expr"]) - present
-        assert not missing, f"{rule['alert']}: Prometheus has no {missing}"
+        assert not missing, f"{rule.get('alert', rule.get('record'))}: Prometheus has no {missing}"
     deadline = time.monotonic() + PATIENCE
     while True:
         groups = stack.get(f"{stack.prometheus}/api/v1/rules")["data"]["groups"]
@@ -233,3 +280,22 @@ def test_drift_and_invalid_requests_raise_their_alerts(stack: Stack) -> None:
     assert active["DataDriftDetected"] == "pending"
     quiet = {"ApiDown", "ModelNotReady", "HighErrorRate", "NoPredictionTraffic"}
     assert not quiet & set(active), active
+
+
+def test_wrong_labels_raise_model_performance_degraded(stack: Stack) -> None:
+    # 300 wrong labels after 200 true ones: live accuracy about 0.4, under the gate's 0.85.
+    send_labels(stack.api, stack.unlabelled, wrong=True)
+    (gate,) = stack.query('ml_quality_gate{metric="accuracy"}')
+    assert gate["value"][1] == "0.85", "the gate of params.yaml"
+    stack.wait_for('ml:live_metric{metric="accuracy"} < 0.5', "live accuracy fell")
+    deadline = time.monotonic() + PATIENCE
+    while "ModelPerformanceDegraded" not in stack.active_alerts():
+        assert time.monotonic() < deadline, f"alerts: {stack.active_alerts()}"
+        time.sleep(0.5)
+    alerts = stack.get(f"{stack.prometheus}/api/v1/alerts")["data"]["alerts"]
+    (degraded,) = [a for a in alerts if a["labels"]["alertname"] == "ModelPerformanceDegraded"]
+    assert degraded["state"] == "pending"  # `for: 30m`
+    assert degraded["labels"]["metric"] == "accuracy"
+    assert degraded["labels"]["variant"] == "champion"
+    quiet = {"ApiDown", "ModelNotReady", "HighErrorRate", "PredictionLogDropping"}
+    assert not quiet & set(stack.active_alerts()), stack.active_alerts()

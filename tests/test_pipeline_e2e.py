@@ -144,6 +144,50 @@ def test_pipeline_lifecycle(cookies_session: Any, answers: dict[str, str]) -> No
     listing = project.check(cli, "models").stdout
     assert "@champion" in listing
     assert "@challenger" in listing
+    if answers["model"] == "hist_gradient_boosting":  # the loop once: it retrains
+        production_rows_come_back_into_training(project, cli)
+
+
+def production_rows_come_back_into_training(project: BakedProject, cli: str) -> None:
+    """Serve, label through /feedback, collect, `dvc repro`: a new version trained on more
+    rows, every earlier test row still in test."""
+    from test_serve_e2e import call, serving
+
+    before = split_rows(project)
+    records = json.loads(
+        project.check(
+            ".venv/bin/python", "-c",
+            "import csv, json; rows = list(csv.DictReader(open('data/raw/sample.csv')))[:120];"
+            "print(json.dumps([{k: float(v) for k, v in r.items()} for r in rows]))",
+        ).stdout
+    )  # fmt: skip
+    with serving(project) as base:  # the registry's @champion, the default store
+        labels = [record.pop("target") for record in records]
+        ids = call(f"{base}/predict", records)[1]["prediction_ids"]
+        body = [{"id": i, "actual": int(y)} for i, y in zip(ids, labels, strict=True)]
+        assert call(f"{base}/feedback", body)[1]["recorded"] == 120
+    collected = project.check(cli, "collect").stdout
+    assert "120 new labelled rows, 120 in all" in collected
+    assert project.has_file("data/raw/production.csv.dvc")
+    assert stages_run(dvc(project, "repro")) == ["prepare", "train", "evaluate", "register"]
+    after = split_rows(project)
+    counts = json.loads(project.read("data/processed/split.json"))
+    assert counts["train"] + counts["test"] == len(before["train"]) + len(before["test"]) + 120
+    assert counts["production_train"] + counts["production_test"] == 120
+    assert before["test"] <= after["test"], "an earlier test row left the test split"
+    assert not before["test"] & after["train"]
+    card = project.read("reports/model_card.md")
+    assert (
+        f"{counts['production_train']} in training, {counts['production_test']} in test" in card
+    )
+    assert json.loads(project.read("reports/registration.json"))["version"] == "3"
+
+
+def split_rows(project: BakedProject) -> dict[str, set[str]]:
+    return {
+        name: set(project.read(f"data/processed/{name}.csv").splitlines()[1:])
+        for name in ("train", "test")
+    }
 
 
 def customer_csv(rows: int = 400, seed: int = 7) -> pd.DataFrame:

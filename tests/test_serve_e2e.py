@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from baked import TOOLS_BIN, BakedProject, free_port
+from services import Postgres
 
 # One rendered project for the module: its tests run on one test worker.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve-e2e")]
@@ -118,8 +119,15 @@ def test_two_workers_share_their_metrics(
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale samples of an earlier run")
+    log_dir = tmp_path / "log"
+    store = f"sqlite:///{tmp_path / 'store.db'}"
     with serving(
-        project, MODEL_DIR="build/model", WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+        project,
+        MODEL_DIR="build/model",
+        WORKERS="2",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        PREDICTION_LOG_DIR=str(log_dir),
+        PREDICTION_STORE_URL=store,
     ) as base:
         assert not (metrics_dir / "counter_999999.db").exists(), "the directory is wiped at start"
         # Concurrent requests until both workers have answered some (the kernel decides who).
@@ -141,6 +149,52 @@ def test_two_workers_share_their_metrics(
             ]
             assert counts == [float(sent)], counts
         assert "ml_model_ready 1.0" in text
+
+        # Labels for rows both workers served, in one request: one worker answers it and
+        # finds the other's ids in the shared store (no false 404).
+        served = {path.name: logged_ids(path) for path in log_dir.glob("predictions-*.jsonl")}
+        assert len(served) == 2, served.keys()
+        ids = [row_id for rows in served.values() for row_id in rows[:400]]
+        status, answer = call(f"{base}/feedback", [{"id": i, "actual": 1} for i in ids])
+        assert status == 200, answer
+        assert (answer["recorded"], answer["unknown"]) == (len(ids), 0)
+        assert feedback_rows(call(f"{base}/metrics")[1]) == len(ids)
+
+
+def logged_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_replicas_share_one_prediction_store_in_postgresql(
+    project: BakedProject, records: list[dict[str, float]], tmp_path: Path
+) -> None:
+    """Two servers (as two pods would be) on one PostgreSQL store: an id served by one is
+    labelled through the other, and a second label through the first is a duplicate."""
+    database = Postgres("predictions", "store-secret", "predictions")
+    database.create()
+    try:
+        url = database.uri("postgresql+psycopg", password=True)
+        replica = {"MODEL_DIR": "build/model", "PREDICTION_STORE_URL": url}
+        with serving(project, PREDICTION_LOG_DIR=str(tmp_path / "a"), **replica) as first:
+            with serving(project, PREDICTION_LOG_DIR=str(tmp_path / "b"), **replica) as second:
+                ids = call(f"{first}/predict", records[:50])[1]["prediction_ids"]
+                body = [{"id": row_id, "actual": 0} for row_id in ids]
+                labelled = call(f"{second}/feedback", body)[1]
+                assert (labelled["recorded"], labelled["unknown"]) == (50, 0)
+                again = call(f"{first}/feedback", body)[1]
+                assert again["duplicate"] == 50
+                recorded = [feedback_rows(call(f"{base}/metrics")[1]) for base in (first, second)]
+        assert recorded == [0, 50], "each label is counted once, where it was recorded"
+    finally:
+        database.remove()
+
+
+def feedback_rows(page: str) -> float:
+    return sum(
+        float(row.rsplit(" ", 1)[1])
+        for row in page.splitlines()
+        if row.startswith("ml_feedback_rows_total{")
+    )
 
 
 def test_mlflow_scoring_client_gets_the_same_answers(

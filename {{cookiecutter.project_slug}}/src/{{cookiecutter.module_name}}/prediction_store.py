@@ -14,8 +14,10 @@ request's path. `feedback --labels`, `collect` and `compare-live` read the store
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ LABELS = sa.Table(
     sa.Column("actual", sa.Text, nullable=False),  # JSON
     sa.Column("labelled_at", sa.Float, nullable=False, index=True),
 )
+CREATE_TRIES = 20
 # Rows of one INSERT: SQLite allows 32766 bound values, PostgreSQL 65535.
 CHUNK_ROWS = 2000
 
@@ -94,7 +97,16 @@ class PredictionStore:
         self.engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_wal)
-        METADATA.create_all(self.engine)
+        # Workers and replicas start together: one creates the tables, the others find
+        # them on a later try (create_all checks, then creates, and can lose the race).
+        for attempt in range(CREATE_TRIES):
+            try:
+                METADATA.create_all(self.engine)
+                break
+            except sa.exc.DBAPIError:
+                if attempt == CREATE_TRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -177,7 +189,9 @@ class PredictionStore:
 
 def _sqlite_wal(connection: Any, _record: Any) -> None:
     # WAL: readers (a /feedback lookup) never wait for the writer thread, nor it for them.
+    # The mode stays with the file: when another process holds the lock to set it, it is set.
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    with suppress(sqlite3.OperationalError):
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
