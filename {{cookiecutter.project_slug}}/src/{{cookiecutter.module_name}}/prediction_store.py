@@ -155,8 +155,10 @@ class PredictionStore:
         with self.engine.begin() as connection:
             for row_id, actual in labels:
                 values = {"id": row_id, "actual": json.dumps(actual), "labelled_at": stamp}
-                result = connection.execute(self._insert(LABELS), values)
-                inserted.append(result.rowcount == 1)
+                # RETURNING names the row only when it was inserted (rowcount is not
+                # reliable for ON CONFLICT DO NOTHING across drivers).
+                result = connection.execute(self._insert(LABELS).returning(LABELS.c.id), values)
+                inserted.append(result.first() is not None)
         return inserted
 
     def labelled(self, since: float = 0.0, variants: Sequence[str] = ()) -> Iterator[Labelled]:
