@@ -636,7 +636,7 @@ def test_the_drift_check_tells_drift_from_no_drift(
         env=env,
         values={"CURRENT": "data/processed/test.csv"},
     )
-    assert clean == {"detected": "false"}
+    assert clean == {"detected": "false", "degraded": "false"}
     installed.check(
         ".venv/bin/python",
         "-c",
@@ -652,8 +652,40 @@ def test_the_drift_check_tells_drift_from_no_drift(
         env=env,
         values={"CURRENT": "build/drifted.csv"},
     )
-    assert drifted == {"detected": "true"}
+    assert drifted == {"detected": "true", "degraded": "false"}
     assert "drift" in (tmp_path / "drifted/summary.md").read_text("utf-8").lower()
+
+
+LABELLED_STORE = """
+import sys
+from {module}.prediction_store import PredictionStore, Stored
+store = PredictionStore(sys.argv[1])
+right = sys.argv[2] == "right"
+rows = [Stored(f"id-{{n}}", 1.0e9, "m", "1", "champion", None, 1, [0.1, 0.9]) for n in range(150)]
+store.add_predictions(rows)
+store.add_labels([(row.id, 1 if right else 0) for row in rows])
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_drift_workflow_retrains_on_live_performance_below_the_gate(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    env = setup_env(template_defaults())
+    outputs = {}
+    for labels in ("right", "wrong"):
+        store = f"sqlite:///{tmp_path / labels}.db"
+        script = LABELLED_STORE.format(module=installed.module)
+        installed.check(".venv/bin/python", "-c", script, store, labels)
+        values = {"PREDICTION_STORE_URL": store}
+        outputs[labels] = run_job(
+            installed, "drift.yml", "check", tmp_path / labels, env=env, values=values
+        )
+    assert outputs["right"] == {"detected": "false", "degraded": "false"}
+    assert outputs["wrong"] == {"detected": "false", "degraded": "true"}
+    summary = (tmp_path / "wrong/summary.md").read_text("utf-8")
+    assert "below the gate: v1 champion: accuracy = 0.0000" in summary
 
 
 @pytest.mark.e2e

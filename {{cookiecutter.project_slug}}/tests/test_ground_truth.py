@@ -16,7 +16,9 @@ from {{ cookiecutter.module_name }}.config import (
 )
 from {{ cookiecutter.module_name }}.errors import DataError
 from {{ cookiecutter.module_name }}.ground_truth import (
+    by_model,
     compare,
+    gate_misses,
     import_labels,
     one_sided_p,
 )
@@ -124,6 +126,16 @@ def test_compare_live_promotes_only_beyond_noise(schema: FeatureSchema) -> None:
     assert "under FEEDBACK_MIN_ROWS (100)" in few.reason
     alone = compare(window({"champion": 0.9}, 300), schema, 100)
     assert "no labelled challenger rows" in alone.reason
+
+
+def test_check_live_names_the_versions_below_the_gate(schema: FeatureSchema) -> None:
+    rows = window({"champion": 0.95, "challenger": 0.6}, 300)
+    groups = by_model(rows, schema)
+    gate = {"accuracy": 0.85, "roc_auc": 0.9}  # roc_auc is not computed live: not checked
+    (miss,) = gate_misses(groups, "classification", gate, 100)
+    assert miss.startswith("v2 challenger: accuracy = 0.5")  # 0.6 expected, drawn at random
+    assert "the gate asks for at least 0.85" in miss
+    assert gate_misses(groups, "classification", gate, 1000) == []  # too few rows: no verdict
 
 
 def test_the_test_is_calibrated() -> None:

@@ -336,6 +336,31 @@ def compare_live(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+@command(
+    "check-live",
+    "live metrics of recent labels against the evaluate stage's gate; exit 1 when one misses",
+    "when a version's live metric misses the gate",
+)
+def check_live(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
+    schema_path = require_file(Paths.schema, f"run `{PROG} prepare` first")
+    import time
+
+    from .ground_truth import by_model, gate_misses, report_lines
+    from .schema import FeatureSchema
+
+    schema = FeatureSchema.load(schema_path)
+    rows = _store(settings).labelled(since=time.time() - args.hours * 3600)
+    groups = by_model(rows, schema)
+    print(f"labels of the last {args.hours:g} h")
+    for line in report_lines(groups, schema.task, settings.feedback_min_rows) or ["none"]:
+        print(f"  {line}")
+    misses = gate_misses(groups, schema.task, params.evaluate.gate, settings.feedback_min_rows)
+    for miss in misses:
+        print(f"below the gate: {miss}")
+    return EXIT_CHECK_FAILED if misses else EXIT_OK
+
+
 @command("collect", "turn labelled production rows into data/raw/production.csv (DVC-tracked)")
 def collect(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)
@@ -506,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--log",
                 default="build/predictions",
                 help="the log's directory; default: build/predictions",
+            )
+        if name == "check-live":
+            subparser.add_argument(
+                "--hours", type=float, default=24.0, help="the labelled window; default: 24"
             )
         if name == "compare-live":
             subparser.add_argument(

@@ -233,3 +233,20 @@ def compare(rows: list[Labelled], schema: FeatureSchema, min_rows: int) -> Compa
         return Comparison(champion, challenger, metric, p_value, True, reason)
     reason = f"no difference beyond noise (p = {p_value:.4f}; promotion needs < {SIGNIFICANCE})"
     return Comparison(champion, challenger, metric, p_value, False, reason)
+
+
+def gate_misses(
+    groups: dict[tuple[str, str], Sums], task: str, gate: dict[str, float], min_rows: int
+) -> list[str]:
+    """The live metrics worse than the evaluate stage's gate, by version and variant
+    (what ModelPerformanceDegraded watches), for groups of at least `min_rows` rows."""
+    from .metrics import gate_failures
+
+    misses = []
+    for (version, variant), sums in sorted(groups.items()):
+        if sums.rows < min_rows:
+            continue
+        scores = sums.metrics(task)
+        live_gate = {name: value for name, value in gate.items() if name in scores}
+        misses += [f"v{version} {variant}: {miss}" for miss in gate_failures(scores, live_gate)]
+    return misses
