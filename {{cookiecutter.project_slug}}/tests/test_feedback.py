@@ -156,14 +156,15 @@ def test_a_bad_item_refuses_the_request_and_records_nothing(
     assert client.post("/feedback", json=too_many).status_code == 413
 
 
-def test_without_a_store_feedback_says_so(model_dir: Path) -> None:
-    settings = ServeSettings(model_dir=model_dir, prediction_store_url="")
+def test_without_a_store_feedback_says_so(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREDICTION_STORE_URL", "off")  # an empty variable means the default
+    settings = ServeSettings(model_dir=model_dir)
     with TestClient(create_app(settings)) as started:
         while started.get("/health/ready").status_code != 200:
             time.sleep(0.02)
         response = started.post("/feedback", json=[{"id": "a", "actual": "yes"}])
     assert response.status_code == 503
-    assert "PREDICTION_STORE_URL" in response.json()["detail"]
+    assert response.json()["detail"] == "feedback is off: PREDICTION_STORE_URL is off"
 
 
 def test_labels_are_checked_against_the_target() -> None:

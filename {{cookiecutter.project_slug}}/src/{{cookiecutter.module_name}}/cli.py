@@ -261,11 +261,14 @@ def predict_on_engine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store(settings: Settings) -> PredictionStore:
-    if not settings.prediction_store_url:
-        raise ProjectError("PREDICTION_STORE_URL is empty: there is no prediction store to read")
+    from .config import enabled
+
+    url = enabled(settings.prediction_store_url)
+    if not url:
+        raise ProjectError("PREDICTION_STORE_URL is off: there is no prediction store to read")
     from .prediction_store import PredictionStore
 
-    return PredictionStore(settings.prediction_store_url)
+    return PredictionStore(url)
 
 
 @command("feedback", "record a CSV of labels (prediction_id, actual), joined with the log")

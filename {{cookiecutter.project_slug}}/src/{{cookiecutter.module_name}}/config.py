@@ -91,11 +91,20 @@ class Settings(BaseSettings):
     prediction_store_url: str = Field(
         "sqlite:///build/predictions.db",
         description="database of served rows and their labels, shared by every worker and "
-        "replica (SQLAlchemy URL); empty: no store, no /feedback",
+        "replica (SQLAlchemy URL); 'off': no store, no /feedback",
     )
     feedback_min_rows: int = Field(
         100, ge=1, description="labelled rows a window needs before live metrics count"
     )
+
+
+# The value that turns an optional part off (an empty variable means "the default").
+OFF = "off"
+
+
+def enabled(value: str) -> str:
+    """The setting's value, or "" when it says off."""
+    return "" if value.strip().lower() in ("", OFF) else value
 
 
 def env_name(kind: type[BaseSettings], field: str) -> str:

@@ -2,7 +2,7 @@
 
 A line holds the row's id, the time, the model's name, version and variant, its inputs,
 the prediction and, for a classifier, the probabilities. The inputs are the raw request
-values: personal data, possibly. `PREDICTION_LOG_DIR=` (empty) turns the log off and
+values: personal data, possibly. `PREDICTION_LOG_DIR=off` turns the log off and
 `PREDICTION_LOG_OMIT=inputs` leaves fields out.
 
 The server never waits for it. `write` puts the request's rows on a queue and returns;

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
 from ..artifact import LoadedModel, current_version, load
+from ..config import enabled
 from ..inference import Inputs
 from ..prediction_store import PredictionStore
 from .batching import Batcher
@@ -50,13 +51,10 @@ class Server:
         self.batcher = Batcher(settings.merge_rows)
         omit = frozenset(name.strip() for name in settings.prediction_log_omit.split(",") if name)
         self.live = LiveMetrics(self.metrics.registry)
-        self.store = (
-            PredictionStore(settings.prediction_store_url)
-            if settings.prediction_store_url
-            else None
-        )
+        store_url = enabled(settings.prediction_store_url)
+        self.store = PredictionStore(store_url) if store_url else None
         self.prediction_log = PredictionLog(
-            settings.prediction_log_dir,
+            enabled(settings.prediction_log_dir),
             self.metrics.prediction_log_rows,
             max_bytes=settings.prediction_log_max_bytes,
             keep_bytes=settings.prediction_log_keep_bytes,

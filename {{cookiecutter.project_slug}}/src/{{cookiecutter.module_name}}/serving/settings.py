@@ -34,7 +34,7 @@ class ServeSettings(Settings):
     )
     prediction_log_dir: str = Field(
         "build/predictions",
-        description="where each served row is logged as JSON lines; '-': stdout; empty: off",
+        description="where each served row is logged as JSON lines; '-': stdout; 'off': none",
     )
     prediction_log_max_bytes: int = Field(
         50_000_000, ge=1024, description="a log file is rotated past this size"

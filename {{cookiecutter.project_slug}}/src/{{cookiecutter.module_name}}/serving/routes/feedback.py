@@ -132,7 +132,7 @@ async def feedback(request: Request, server: ServerDep) -> Response:
     """The true outcome of served predictions: `[{"id": ..., "actual": ...}]`."""
     store = server.store
     if store is None:
-        raise RequestError(503, "feedback is off: PREDICTION_STORE_URL is empty")
+        raise RequestError(503, "feedback is off: PREDICTION_STORE_URL is off")
     if media_type(request) != "application/json":
         raise RequestError(415, "send application/json")
     body = await read_body(request, server.settings.max_body_bytes)
