@@ -247,6 +247,10 @@ def test_operator_objects_follow_the_monitoring_option(
             assert group["name"]
             assert group["rules"]
             for alert in group["rules"]:
+                if "record" in alert:  # the live-performance recording rules
+                    assert set(alert) <= {"record", "expr", "labels"}, alert
+                    assert alert["expr"]
+                    continue
                 assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, alert
                 assert alert["alert"]
                 assert alert["expr"]
@@ -427,6 +431,9 @@ def test_overlays_set_their_environment(
             refs = [ref.get("configMapRef", ref.get("secretRef")) for ref in container["envFrom"]]
             assert refs[0] == {"name": config["metadata"]["name"]}
             secrets = [f"{slug}-mlflow"] + ([f"{slug}-dvc"] if train else [])
+            # the servers and the retraining read the prediction store
+            if not train or owner["metadata"]["name"] == f"{slug}-retrain":
+                secrets.append(f"{slug}-prediction-store")
             assert refs[1:] == [{"name": name, "optional": True} for name in secrets]
         if overlay == "canary":
             assert {doc["kind"] for doc in docs} == {"Deployment", "ConfigMap"}
@@ -475,8 +482,10 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
         docs = rendered[overlay]
         retrain = one(docs, "CronJob", f"{slug}-retrain")
         script = retrain["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        assert script["args"][0].rstrip().endswith("dvc repro")
-        assert "dvc pull" in script["args"][0]
+        steps = script["args"][0]
+        assert "\ndvc repro\n" in steps
+        assert steps.index("dvc pull") < steps.index(" collect;") < steps.index("dvc repro")
+        assert steps.rstrip().endswith("then dvc push; fi")
         for cronjob in of_kind(docs, "CronJob"):
             spec = cronjob["spec"]
             assert spec["concurrencyPolicy"] == "Forbid"
