@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from baked import BakedProject, free_port
 from conftest import install_project
 
@@ -221,12 +222,26 @@ def set_data_params(project: BakedProject, path: str, target: str) -> None:
 
 
 def dvc_outputs(project: BakedProject, roots: list[str]) -> dict[Path, str]:
-    """Files DVC manages under `roots` (not its .dvc and .gitignore files), with digests."""
+    """Files DVC caches under `roots`, with digests: not its .dvc and .gitignore files, not
+    what git holds (the empty production.csv placeholder) nor `cache: false` outputs
+    (split.json, committed to git): the remote restores neither."""
+    in_git = set(project.check("git", "ls-files").stdout.split())
+    uncached = {
+        name
+        for stage in yaml.safe_load(project.read("dvc.yaml"))["stages"].values()
+        for out in stage.get("outs", [])
+        if isinstance(out, dict)
+        for name, options in out.items()
+        if options.get("cache") is False
+    }
     found = {}
     for root in roots:
         target = project.path / root
         files = [target] if target.is_file() else sorted(target.rglob("*"))
         for file in files:
+            relative = file.relative_to(project.path).as_posix()
+            if relative in in_git or relative in uncached:
+                continue
             if file.is_file() and file.suffix != ".dvc" and file.name != ".gitignore":
                 found[file] = hashlib.sha256(file.read_bytes()).hexdigest()
     return found

@@ -244,8 +244,9 @@ def test_schemathesis_finds_no_server_error(project: BakedProject, tmp_path: Pat
             cwd=tmp_path,  # schemathesis keeps a cache in its working directory
         )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "7 selected / 7 total" in result.stdout  # /predict and /invocations among them
-    assert "No issues found" in result.stdout
+    summary = result.stdout[-6000:]
+    assert "8 selected / 8 total" in result.stdout, summary  # /predict, /invocations, /feedback
+    assert "No issues found" in result.stdout, summary
 
 
 def test_reload_under_load_fails_no_request(

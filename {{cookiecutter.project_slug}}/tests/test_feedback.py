@@ -163,6 +163,18 @@ def test_a_bad_item_refuses_the_request_and_records_nothing(
     assert client.post("/feedback", json=too_many).status_code == 413
 
 
+def test_the_documented_body_is_the_one_checked(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    body = document["components"]["schemas"]["FeedbackRequest"]
+    assert body["maxItems"] == 50  # FEEDBACK_MAX_ITEMS
+    item = body["items"]["properties"]
+    assert item["actual"]["enum"] == ["no", "yes"]  # the model's classes
+    pattern = re.compile(item["id"]["pattern"])
+    assert pattern.match("a-b_7")
+    assert not pattern.match("a\nb")
+    assert item["id"]["maxLength"] == 128
+
+
 def test_without_a_store_feedback_says_so(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREDICTION_STORE_URL", "off")  # an empty variable means the default
     settings = ServeSettings(model_dir=model_dir)

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from ..ids import MAX_ID_LENGTH
+from ..schema import Target
 from .server import CHAMPION, Server
 
 
@@ -35,6 +37,32 @@ def invocations_schema(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def feedback_schema(target: Target | None, limit: int) -> dict[str, Any]:
+    """/feedback's body: the checks parse_items makes, so clients (and fuzzers) know them."""
+    actual: dict[str, Any] = {"description": "the true class or value"}
+    if target is not None and target.classes is not None:
+        actual["enum"] = list(target.classes)
+    elif target is not None:
+        actual["type"] = "number"
+    item = {
+        "type": "object",
+        "required": ["id", "actual"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "description": "a prediction_id",
+                "minLength": 1,
+                "maxLength": MAX_ID_LENGTH,
+                # printable: no control characters
+                "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$",
+            },
+            "actual": actual,
+        },
+        "additionalProperties": False,
+    }
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": limit}
+
+
 def document(app: FastAPI, server: Server) -> dict[str, Any]:
     champion = server.variants.get(CHAMPION)
     if app.openapi_schema and champion and app.state.openapi_version == champion.model.version:
@@ -50,6 +78,8 @@ def document(app: FastAPI, server: Server) -> dict[str, Any]:
     else:
         components["PredictRequest"] = {"type": "object"}
     components["InvocationsRequest"] = invocations_schema(record)
+    target = champion.model.schema.target if champion is not None else None
+    components["FeedbackRequest"] = feedback_schema(target, server.settings.feedback_max_items)
     app.openapi_schema = built
     app.state.openapi_version = champion.model.version if champion else None
     return built

@@ -34,20 +34,7 @@ FEEDBACK_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["id", "actual"],
-                        "properties": {
-                            "id": {"type": "string", "description": "a prediction_id"},
-                            "actual": {"description": "the true class or value"},
-                        },
-                        "additionalProperties": False,
-                    },
-                }
-            }
+            "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}
         },
     }
 }
