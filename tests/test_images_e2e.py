@@ -200,26 +200,35 @@ def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
         "make", "docker-build-train", docker, "IMAGE=localhost/images-e2e", "TAG=t", timeout=2400
     )
     image = Image("localhost/images-e2e-train:t")
-    store = tmp_path / "store"
-    store.mkdir()
-    subprocess.run(["chown", "10001:10001", str(store)], check=True)
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    for volume in (store, remote):
+        volume.mkdir()
+        subprocess.run(["chown", "10001:10001", str(volume)], check=True)
+    # DVC_REMOTE_URL is what the Secret <slug>-dvc would hold
     options, spec = pod_options(
-        project, "CronJob", "retrain", {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db"}
+        project,
+        "CronJob",
+        "retrain",
+        {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db", "DVC_REMOTE_URL": "/remote"},
     )
     assert spec["image"].split(":")[0].endswith(f"/{project.path.name}-train")
     command = [*spec["command"], *spec["args"]]
     ran = podman(
         "run", "--rm", "--network=host", *options, f"--volume={store}:/store",
+        f"--volume={remote}:/remote",
         f"--workdir={spec['workingDir']}", "--entrypoint", command[0], image.name, *command[1:],
         timeout=1800,
     )  # fmt: skip
     assert "Running stage 'register'" in ran.stdout + ran.stderr
+    pushed = [path for path in remote.rglob("*") if path.is_file()]
+    assert len(pushed) >= 5, f"dvc push sent the data and the model to the remote: {pushed}"
     listed = image.run("sh", "-c", "ls -A /app").stdout.split()
     assert sorted(listed) == sorted(
         [
             ".dvc",
             ".dvcignore",
             ".venv",
+            "data",
             "dvc.lock",
             "dvc.yaml",
             "params.yaml",
@@ -227,6 +236,10 @@ def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
             "src",
         ]
     )
+    # data/: what git holds (DVC's pointers among it), not the rows the pipeline makes
+    shipped = set(image.run("sh", "-c", "cd /app && find data -type f").stdout.split())
+    tracked = set(project.check("git", "ls-files", "data").stdout.split())
+    assert shipped - tracked <= {"data/raw/production.csv"}, shipped - tracked
     assert image.run(project.path.name, "drift", "--help").returncode == 0, (
         "it runs the drift check"
     )
