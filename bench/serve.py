@@ -61,11 +61,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], started: float) -> fl
         time.sleep(0.05)
 
 
-def wrk(url: str, body: Path, args: argparse.Namespace, scratch: Path) -> dict[str, float]:
+def wrk(
+    url: str, body: Path, args: argparse.Namespace, scratch: Path, connections: int = 0
+) -> dict[str, float]:
     script = scratch / "post.lua"
     script.write_text(LUA, encoding="utf-8")
     env = {**os.environ, "BODY_FILE": str(body)}
-    common = ["-t", "1", "-c", str(args.connections), "-s", str(script), "--latency", url]
+    connections = connections or args.connections
+    common = ["-t", "1", "-c", str(connections), "-s", str(script), "--latency", url]
     subprocess.run(["wrk", "-d", "2s", *common], env=env, capture_output=True, check=True)
     out = subprocess.run(
         ["wrk", "-d", f"{args.seconds}s", *common], env=env, capture_output=True, text=True
@@ -117,6 +120,23 @@ def bodies(project: Path, scratch: Path) -> dict[str, Path]:
 
 
 DEFAULT_MODEL = "hist_gradient_boosting"
+# The ceiling: the least a FastAPI route can do for /invocations under the same uvicorn
+# (one worker, uvloop, httptools, no access log): read the body, send our answer's bytes.
+CEILING_APP = """
+import os
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+ANSWER = open(os.environ["CEILING_ANSWER"], "rb").read()
+app = FastAPI()
+
+
+@app.post("/invocations")
+async def invocations(request: Request) -> Response:
+    await request.body()
+    return Response(ANSWER, media_type="application/json")
+"""
+CEILING_CONNECTIONS = (8, 32)
 
 
 def export(project: Path, env: dict[str, str], family: str) -> tuple[str, str]:
@@ -208,6 +228,63 @@ def log_overhead(
               f"p99 x{on['p99'] / off['p99']:.2f}")  # fmt: skip
 
 
+def post(url: str, body: Path) -> bytes:
+    request = urllib.request.Request(
+        url, data=body.read_bytes(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return bytes(response.read())
+
+
+def ceiling(
+    project: Path,
+    env: dict[str, str],
+    files: dict[str, Path],
+    args: argparse.Namespace,
+    scratch: Path,
+) -> None:
+    """1-row /invocations from `make serve` (the registry's @champion, default settings,
+    the log on) and from the export, against the minimal route, at 8 and 32 connections.
+    Each server runs alone while it is measured."""
+    body = files["invocations-1"]
+    (scratch / "ceiling.py").write_text(CEILING_APP, encoding="utf-8")
+    ours = [f".venv/bin/{SLUG}", "serve"]
+    servers = {
+        "make serve (registry)": (ours, {}),
+        "exported model": (ours, {"MODEL_DIR": f"build/{DEFAULT_MODEL}"}),
+        "minimal FastAPI route": (
+            [".venv/bin/uvicorn", "ceiling:app", "--app-dir", str(scratch), "--no-access-log"],
+            {"CEILING_ANSWER": str(scratch / "answer.json")},
+        ),
+    }
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for name, (command, extra) in servers.items():
+        port = free_port()
+        server_env = {**env, **extra, "PORT": str(port), "WORKERS": "1"}
+        argv = command + (["--port", str(port)] if "uvicorn" in command[0] else [])
+        server, started = start(argv, project, server_env)
+        ready = "/health/ready" if command is ours else "/docs"
+        wait_ready(f"http://127.0.0.1:{port}{ready}", server, started)
+        url = f"http://127.0.0.1:{port}/invocations"
+        try:
+            if command is ours:  # the ceiling answers with exactly our bytes
+                (scratch / "answer.json").write_bytes(post(url, body))
+            for connections in CEILING_CONNECTIONS:
+                results[name, connections] = wrk(url, body, args, scratch, connections)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print("\nagainst the ceiling: 1-row /invocations, 1 worker, the log on")
+    print(f"{'server':<24}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'req/s x':>9}{'p99 x':>8}")  # fmt: skip
+    for (name, connections), figures in results.items():
+        top = results["minimal FastAPI route", connections]
+        print(f"{name:<24}{connections:>6}{figures['rps']:>9.0f}{figures['p50']:>9.2f}"
+              f"{figures['p99']:>9.2f}{figures['rps'] / top['rps']:>9.2f}"
+              f"{figures['p99'] / top['p99']:>8.2f}")  # fmt: skip
+    print("  targets, against the minimal route: req/s x >= 0.5, p99 x <= 1.5")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=f"{DEFAULT_MODEL},xgboost,lightgbm")
@@ -230,6 +307,7 @@ def main() -> None:
             report(family, *measure(project, env, family, files, args, scratch))
         if DEFAULT_MODEL in args.models.split(","):
             log_overhead(project, env, files, args, scratch)
+            ceiling(project, env, files, args, scratch)
 
         serve_venv = scratch / "serve-venv"
         run([str(TOOLS / "uv"), "venv", "-q", str(serve_venv)], project, env)

@@ -1,9 +1,9 @@
 """Predictions off the event loop, merged across concurrent requests.
 
 Requests put their inputs on a queue and await the answer. One worker task takes
-everything that is waiting (up to `max_rows`), runs one prediction per model in a
-dedicated thread and hands each request its rows back. Under load one call serves many
-requests; alone, a request waits for nothing.
+everything that is waiting (up to `max_rows`), runs one prediction per model (in a
+dedicated thread, or on the loop when it is a few rows) and hands each request its rows
+back. Under load one call serves many requests; alone, a request waits for nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from ..artifact import LoadedModel
 from ..inference import Array, Inputs
 
 Result = tuple[Array, Array | None]
+# Up to this many rows are predicted on the event loop: for a small batch the hop to the
+# prediction thread and back (and its GIL handoffs) costs more than the prediction.
+INLINE_ROWS = 64
 
 
 @dataclass
@@ -90,10 +93,14 @@ class Batcher:
                 await self._answer(loop, group)
 
     async def _answer(self, loop: Any, group: list[_Job]) -> None:
+        batch = [job.inputs for job in group]
         try:
-            results = await loop.run_in_executor(
-                self._executor, predict_together, group[0].model, [job.inputs for job in group]
-            )
+            if sum(inputs.rows for inputs in batch) <= INLINE_ROWS:
+                results = predict_together(group[0].model, batch)
+            else:
+                results = await loop.run_in_executor(
+                    self._executor, predict_together, group[0].model, batch
+                )
         except Exception as error:
             for job in group:
                 if not job.future.done():

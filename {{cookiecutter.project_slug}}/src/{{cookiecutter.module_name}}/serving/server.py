@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -88,6 +89,10 @@ class Server:
             )
         self.live.start(model.schema.task, model.version, variant, model.schema.target.classes)
         self.metrics.ready.set(1 if CHAMPION in self.variants else 0)
+        # What is loaded now (libraries, the model) lives as long as the server: out of the
+        # collector's sight, the full collections that requests trigger stay short.
+        gc.collect()
+        gc.freeze()
         log.info(
             "%s: serving %s version %s from %s", variant, model.name, model.version, model.source
         )
