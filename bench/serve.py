@@ -8,7 +8,7 @@ number of workers, and drives each with the same wrk command (same connections, 
 and duration). Prints requests/s, p50/p99 latency, rows/s, time from process start to
 ready, the ratios, and the installed size of the serve-only dependency set against the
 full development environment. Our server runs with its defaults, the prediction log on;
-for the default model it is also run with the log off, to show what the log costs.
+for the default model it is also run with the log and the store off, to show what they cost.
 
     .venv/bin/python bench/serve.py [--models hist_gradient_boosting,xgboost,lightgbm]
                                     [--workers 1] [--connections 32] [--seconds 10]
@@ -201,12 +201,14 @@ def log_overhead(
     args: argparse.Namespace,
     scratch: Path,
 ) -> None:
-    """Our server on the default export with the prediction log on (its default) and off."""
+    """Our server on the default export with the prediction log and store on (the
+    default) and off."""
     results: dict[str, dict[str, float]] = {}
-    for state, directory in (("on", "build/predictions"), ("off", "")):
+    for state, setting in (("on", ""), ("off", "off")):  # empty: the default, on
         port = free_port()
         server_env = {**env, "MODEL_DIR": f"build/{DEFAULT_MODEL}", "PORT": str(port),
-                      "WORKERS": str(args.workers), "PREDICTION_LOG_DIR": directory}  # fmt: skip
+                      "WORKERS": str(args.workers), "PREDICTION_LOG_DIR": setting,
+                      "PREDICTION_STORE_URL": setting}  # fmt: skip
         server, started = start([f".venv/bin/{SLUG}", "serve"], project, server_env)
         wait_ready(f"http://127.0.0.1:{port}/health/ready", server, started)
         try:
@@ -216,7 +218,7 @@ def log_overhead(
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"\nprediction log, {DEFAULT_MODEL}, /predict")
+    print(f"\nprediction log and store, {DEFAULT_MODEL}, /predict")
     print(f"{'log / rows':<28}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name, figures in results.items():
         rows = int(name.rsplit(" ", 1)[1])

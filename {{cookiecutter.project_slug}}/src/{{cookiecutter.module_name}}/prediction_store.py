@@ -25,6 +25,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+try:  # the serve set has orjson: a tenth of json's time for a row's inputs
+    import orjson
+
+    def _dumps(value: Any) -> str:
+        return orjson.dumps(value).decode()
+
+except ImportError:  # the offline commands without the serve set
+
+    def _dumps(value: Any) -> str:
+        return json.dumps(value)
+
+
 METADATA = sa.MetaData()
 PREDICTIONS = sa.Table(
     "predictions",
@@ -121,11 +133,9 @@ class PredictionStore:
                 "model": row.model,
                 "version": row.version,
                 "variant": row.variant,
-                "inputs": None if row.inputs is None else json.dumps(row.inputs),
-                "prediction": json.dumps(row.prediction),
-                "probabilities": None
-                if row.probabilities is None
-                else json.dumps(row.probabilities),
+                "inputs": None if row.inputs is None else _dumps(row.inputs),
+                "prediction": _dumps(row.prediction),
+                "probabilities": None if row.probabilities is None else _dumps(row.probabilities),
             }
             for row in rows
         ]
