@@ -174,16 +174,27 @@ def test_replicas_share_one_prediction_store_in_postgresql(
     database.create()
     try:
         url = database.uri("postgresql+psycopg", password=True)
-        replica = {"MODEL_DIR": "build/model", "PREDICTION_STORE_URL": url}
-        with serving(project, PREDICTION_LOG_DIR=str(tmp_path / "a"), **replica) as first:
-            with serving(project, PREDICTION_LOG_DIR=str(tmp_path / "b"), **replica) as second:
-                ids = call(f"{first}/predict", records[:50])[1]["prediction_ids"]
-                body = [{"id": row_id, "actual": 0} for row_id in ids]
-                labelled = call(f"{second}/feedback", body)[1]
-                assert (labelled["recorded"], labelled["unknown"]) == (50, 0)
-                again = call(f"{first}/feedback", body)[1]
-                assert again["duplicate"] == 50
-                recorded = [feedback_rows(call(f"{base}/metrics")[1]) for base in (first, second)]
+        with (
+            serving(
+                project,
+                MODEL_DIR="build/model",
+                PREDICTION_STORE_URL=url,
+                PREDICTION_LOG_DIR=str(tmp_path / "a"),
+            ) as first,
+            serving(
+                project,
+                MODEL_DIR="build/model",
+                PREDICTION_STORE_URL=url,
+                PREDICTION_LOG_DIR=str(tmp_path / "b"),
+            ) as second,
+        ):
+            ids = call(f"{first}/predict", records[:50])[1]["prediction_ids"]
+            body = [{"id": row_id, "actual": 0} for row_id in ids]
+            labelled = call(f"{second}/feedback", body)[1]
+            assert (labelled["recorded"], labelled["unknown"]) == (50, 0)
+            again = call(f"{first}/feedback", body)[1]
+            assert again["duplicate"] == 50
+            recorded = [feedback_rows(call(f"{base}/metrics")[1]) for base in (first, second)]
         assert recorded == [0, 50], "each label is counted once, where it was recorded"
     finally:
         database.remove()
