@@ -57,6 +57,11 @@ def remove_docker_compose(root: Path) -> None:
     )
 
 
+def remove_orchestrator(root: Path) -> None:
+    """The Airflow DAG, its pod template, its environment and its tests."""
+    remove(root, "dags", "orchestration", "make/airflow.mk")
+
+
 def select_license(root: Path, license_name: str) -> None:
     """Keep licenses/<name> as LICENSE; the other texts go."""
     (root / "licenses" / license_name).replace(root / "LICENSE")
@@ -72,6 +77,8 @@ def prune(root: Path, answers: Answers) -> None:
         remove_monitoring(root, answers["module_name"])
     if answers["docker_compose"] == "no":
         remove_docker_compose(root)
+    if answers["orchestrator"] == "none":
+        remove_orchestrator(root)
     select_license(root, answers["open_source_license"])
     make_dir = root / "make"
     if make_dir.is_dir() and not any(make_dir.iterdir()):  # no optional part, no make/*.mk

@@ -34,6 +34,7 @@ CHOICES = {
     "deploy": ("kubernetes", "none"),
     "monitoring": ("prometheus", "none"),
     "docker_compose": ("yes", "no"),
+    "orchestrator": ("none", "airflow"),
     "open_source_license": ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"),
     "initialize_git": ("yes", "no"),
 }

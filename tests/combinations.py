@@ -76,8 +76,9 @@ SUPPORTED_COMBINATIONS = [
             "deploy": "kubernetes",
             "monitoring": "prometheus",
             "ci": "none",
+            "orchestrator": "airflow",
         },
-        id="custom-names-local-path",
+        id="custom-names-local-path-airflow",
     ),
     pytest.param(
         {

@@ -159,6 +159,15 @@ OPTION_FILES = {
         "tests/test_drift.py",
         "tests/test_drift_serving.py",
     ],
+    ("orchestrator", "airflow"): [
+        "dags/README.md",
+        "dags/{module}_step_pod.yaml",
+        "dags/{module}_training.py",
+        "make/airflow.mk",
+        "orchestration/airflow/pyproject.toml",
+        "orchestration/airflow/tests/conftest.py",
+        "orchestration/airflow/tests/test_training_dag.py",
+    ],
     ("docker_compose", "yes"): [
         "docker-compose.yml",
         "make/compose.mk",
@@ -250,7 +259,7 @@ def test_ruff_keeps_the_security_rules_on(baked: BakedProject) -> None:
     assert "S" in lint["select"]  # flake8-bandit
     assert not [rule for rule in lint.get("ignore", []) if rule.startswith("S")]
     # only the tests are let off: assert, and running the project's own CLI
-    assert lint["per-file-ignores"] == {"tests/**": ["S101", "S603", "S607"]}
+    assert lint["per-file-ignores"] == {"**/tests/**": ["S101", "S603", "S607"]}
 
 
 def test_free_text_survives_rendering(baked: BakedProject, answers: dict[str, Any]) -> None:

@@ -33,6 +33,11 @@ def test_combination_installs_lints_and_passes_its_tests(
     assert " passed" in tests
     assert " failed" not in tests
 
+    if answers["orchestrator"] == "airflow":
+        # Airflow's own environment, the DAG parsed and run three times with dag.test().
+        dag_tests = project.check("make", "airflow-test", timeout=1500).stdout
+        assert " 5 passed" in dag_tests, dag_tests[-2000:]
+
     resolved = json.loads(project.check(f".venv/bin/{project.path.name}", "config").stdout)
     assert resolved["params"]["task"] == answers["task"]
     assert resolved["settings"]["mlflow_tracking_uri"] == answers["mlflow_tracking_uri"]

@@ -63,6 +63,12 @@ PART_NAMES = {
         r"minio",
         r"stack-(up|down)",
     ],
+    ("orchestrator", "none"): [
+        r"airflow",
+        r"\bdags/",
+        r"orchestration/",
+        r"\bDAG\b",
+    ],
 }
 # A path of each part (its files: the hook's remove_* functions).
 PART_PATHS = {
@@ -70,7 +76,10 @@ PART_PATHS = {
     "deploy": "deploy",
     "monitoring": "monitoring",
     "docker_compose": "docker-compose.yml",
+    "orchestrator": "dags",
 }
+# Every part in: the defaults, but for the parts whose default is off.
+FULL = {"orchestrator": "airflow"}
 MINIMAL = dict(PART_NAMES.keys())  # every part removed
 # Each part removed alone (its names must go even where the other parts mention it), and
 # all at once.
@@ -116,18 +125,18 @@ def test_removed_parts_are_not_described(cookies_session: Any, answers: dict[str
 
 
 @pytest.fixture(scope="module")
-def default_project(cookies_session: Any) -> BakedProject:
-    return bake_project(cookies_session, {})
+def full_project(cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, FULL)
 
 
 @pytest.mark.parametrize(("option", "value"), list(PART_NAMES))
 def test_the_names_are_those_of_the_full_render(
-    default_project: BakedProject, option: str, value: str
+    full_project: BakedProject, option: str, value: str
 ) -> None:
-    """The default render has every part, and its describing files use each of the names:
+    """The full render has every part, and its describing files use each of the names:
     they are the words a leftover would be written in, not ones no render ever has."""
-    assert (default_project.path / PART_PATHS[option]).exists()
-    text = "\n".join(default_project.read(name) for name in describing_files(default_project))
+    assert (full_project.path / PART_PATHS[option]).exists()
+    text = "\n".join(full_project.read(name) for name in describing_files(full_project))
     unused = [
         pattern
         for pattern in PART_NAMES[(option, value)]

@@ -199,7 +199,8 @@ def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
     }
     assert tested == REQUIRED_ALERTS, "every alert has a unit test"
     checked = {
-        expr["expr"] for case in load(monitored, ALERT_TESTS)["tests"]
+        expr["expr"]
+        for case in load(monitored, ALERT_TESTS)["tests"]
         for expr in case.get("promql_expr_test", [])
     }
     assert any("ml:live_metric" in expr for expr in checked), "the live metrics are tested"

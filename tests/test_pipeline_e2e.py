@@ -178,9 +178,7 @@ def production_rows_come_back_into_training(project: BakedProject, cli: str) -> 
     assert before["test"] <= after["test"], "an earlier test row left the test split"
     assert not before["test"] & after["train"]
     card = project.read("reports/model_card.md")
-    assert (
-        f"{counts['production_train']} in training, {counts['production_test']} in test" in card
-    )
+    assert f"{counts['production_train']} in training, {counts['production_test']} in test" in card
     assert json.loads(project.read("reports/registration.json"))["version"] == "3"
 
 

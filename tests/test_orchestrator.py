@@ -1,0 +1,77 @@
+"""orchestrator=airflow, offline: the DAG's step pod is the retrain CronJob's pod.
+
+The DAG itself is parsed and run for real by the rendered project's `make airflow-test`
+(tests/test_e2e.py, the combination with the orchestrator); here, the pod template's
+security context, resources and configuration, against the CronJob they must match, and
+the strict schema of a Pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from baked import TOOLS_BIN, BakedProject
+from conftest import bake_project
+
+Doc = dict[str, Any]
+K8S_VERSION = "1.32.0"
+
+
+@pytest.fixture(scope="module")
+def baked(cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, {"orchestrator": "airflow", "deploy": "kubernetes"})
+
+
+def step_pod(baked: BakedProject) -> Doc:
+    [pod] = baked.load(f"dags/{baked.module}_step_pod.yaml")
+    return dict(pod)
+
+
+def retrain_pod(baked: BakedProject) -> Doc:
+    [cronjob] = baked.load("deploy/k8s/base/retrain-cronjob.yaml")
+    return dict(cronjob["spec"]["jobTemplate"]["spec"]["template"])
+
+
+def test_the_step_pod_runs_as_the_retrain_cronjob_does(baked: BakedProject) -> None:
+    pod, cronjob = step_pod(baked)["spec"], retrain_pod(baked)["spec"]
+    for key in ("securityContext", "serviceAccountName", "automountServiceAccountToken"):
+        assert pod[key] == cronjob[key], key
+    assert pod["enableServiceLinks"] == cronjob["enableServiceLinks"]
+    assert pod["restartPolicy"] == "Never"
+    # KubernetesPodOperator sets its image and command on the container named `base`.
+    [container] = pod["containers"]
+    [retrain] = cronjob["containers"]
+    assert container["name"] == "base"
+    assert "image" not in container
+    for key in ("securityContext", "resources", "envFrom", "env", "workingDir"):
+        assert container[key] == retrain[key], key
+
+
+def test_the_step_pods_share_a_workspace_claim_and_keep_tmp_scratch(baked: BakedProject) -> None:
+    spec = step_pod(baked)["spec"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    [container] = spec["containers"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert volumes[mounts["/tmp"]] == {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+    claim = volumes[mounts["/workspace"]]["persistentVolumeClaim"]["claimName"]
+    assert claim == f"{baked.path.name}-pipeline-workspace"
+    assert claim in baked.read("dags/README.md")
+
+
+def test_the_step_pod_passes_the_strict_pod_schema(baked: BakedProject) -> None:
+    result = baked.check(
+        str(TOOLS_BIN / "kubernetes-validate"),
+        "--strict",
+        "-k",
+        K8S_VERSION,
+        f"dags/{baked.module}_step_pod.yaml",
+    )
+    assert "passed for resource" in result.stdout, result.stdout
+
+
+def test_the_dag_file_imports_nothing_of_the_project(baked: BakedProject) -> None:
+    text = baked.read(f"dags/{baked.module}_training.py")
+    imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+    assert imports
+    assert not [line for line in imports if baked.module in line]
