@@ -57,9 +57,19 @@ def remove_docker_compose(root: Path) -> None:
     )
 
 
-def remove_orchestrator(root: Path) -> None:
+def remove_airflow(root: Path) -> None:
     """The Airflow DAG, its pod template, its environment and its tests."""
-    remove(root, "dags", "orchestration", "make/airflow.mk")
+    remove(root, "dags", "orchestration/airflow", "make/airflow.mk")
+
+
+def remove_kubeflow(root: Path) -> None:
+    """The Kubeflow pipeline, its steps, its environment and its tests."""
+    remove(root, "pipelines", "orchestration/kubeflow", "make/kubeflow.mk")
+
+
+def remove_if_empty(directory: Path) -> None:
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
 
 
 def select_license(root: Path, license_name: str) -> None:
@@ -77,12 +87,13 @@ def prune(root: Path, answers: Answers) -> None:
         remove_monitoring(root, answers["module_name"])
     if answers["docker_compose"] == "no":
         remove_docker_compose(root)
-    if answers["orchestrator"] == "none":
-        remove_orchestrator(root)
+    if answers["orchestrator"] != "airflow":
+        remove_airflow(root)
+    if answers["orchestrator"] != "kubeflow":
+        remove_kubeflow(root)
+    remove_if_empty(root / "orchestration")
     select_license(root, answers["open_source_license"])
-    make_dir = root / "make"
-    if make_dir.is_dir() and not any(make_dir.iterdir()):  # no optional part, no make/*.mk
-        make_dir.rmdir()
+    remove_if_empty(root / "make")  # no optional part, no make/*.mk
 
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,7 @@ CHOICES = {
     "deploy": ("kubernetes", "none"),
     "monitoring": ("prometheus", "none"),
     "docker_compose": ("yes", "no"),
-    "orchestrator": ("none", "airflow"),
+    "orchestrator": ("none", "airflow", "kubeflow"),
     "open_source_license": ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"),
     "initialize_git": ("yes", "no"),
 }
@@ -250,6 +250,16 @@ def check_dvc_remote(answers: Answers) -> Iterator[Problem]:
         )
 
 
+def check_orchestrator(answers: Answers) -> Iterator[Problem]:
+    if answers.get("orchestrator") == "kubeflow" and answers.get("deploy") != "kubernetes":
+        yield Problem(
+            "orchestrator",
+            "kubeflow runs each step as a pod of the train image on Kubernetes, "
+            "but deploy=none renders no cluster settings",
+            "choose deploy=kubernetes, or orchestrator=airflow or none",
+        )
+
+
 CHECKS = (
     check_choices,
     check_free_text,
@@ -259,6 +269,7 @@ CHECKS = (
     check_github_owner,
     check_tracking_uri,
     check_dvc_remote,
+    check_orchestrator,
 )
 
 
