@@ -46,9 +46,12 @@ PARAM_KEYS = {
     "test_size": "data.test_size",
     "gate": "evaluate.gate",
 }
-# Not copied into a workspace from a directory without git (the image's /app): its
-# environment. From a git checkout, a workspace gets what git would commit.
-SKIPPED = (".venv", "__pycache__")
+# Not copied into a workspace from a directory without git (the image's /app, a copy
+# without a repository): environments, caches, local stores and build output. From a git
+# checkout, a workspace gets what git would commit.
+SKIPPED_NAMES = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+SKIPPED_PATHS = {".git", ".tools", "build", "mlflow.db", "mlartifacts", "mlruns"}
+SKIPPED_PATHS |= {".dvc/cache", ".dvc/tmp", ".dvc/config.local"}
 REMOTE = "pipeline"
 # DVC_REMOTE_<OPTION> variables set options of the remote (DVC_REMOTE_ACCESS_KEY_ID is
 # its access_key_id): the remote's credentials, apart from those of MLflow's artifact store.
@@ -73,8 +76,18 @@ def output(args: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
 def copy_project(source: Path, workspace: Path, env: Mapping[str, str]) -> None:
     """The project as a pod has it: tracked and new files, no outputs, caches or stores."""
     if not (source / ".git").exists():
-        ignore = shutil.ignore_patterns(*(f"{name}*" for name in SKIPPED))
-        shutil.copytree(source, workspace, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+
+        def skipped(directory: str, names: list[str]) -> set[str]:
+            relative = Path(directory).relative_to(source)
+            return {
+                name
+                for name in names
+                if name in SKIPPED_NAMES
+                or name.startswith(".venv")
+                or (relative / name).as_posix() in SKIPPED_PATHS
+            }
+
+        shutil.copytree(source, workspace, ignore=skipped, symlinks=True, dirs_exist_ok=True)
         return
     listed = output(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], source, env
@@ -247,6 +260,48 @@ def workspace_for(stage: str, given: Path | None) -> Iterator[Path]:
         yield Path(directory)
 
 
+def share_artifacts(workspace: Path, uri: str) -> None:
+    """With a sqlite store, artifacts go beside the database, as for the project itself.
+
+    The experiment records the mlartifacts directory of the step that created it: a link
+    to one that outlives the workspace.
+    """
+    if uri.startswith("sqlite:///"):
+        shared = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        shared.mkdir(parents=True, exist_ok=True)
+        (workspace / "mlartifacts").symlink_to(shared)
+
+
+def reproduce(stage: str, workspace: Path, env: Mapping[str, str], force: bool) -> str:
+    """`dvc repro --pull` of the stage; return "passed", or the reason the gate missed."""
+    # prepare runs `sample` before it; every later step runs its own stage only.
+    scope = [] if stage == "prepare" else ["--single-item"]
+    repro = ["dvc", "repro", "--pull", *(["--force"] if force else []), *scope, stage]
+    print("+", " ".join(repro), flush=True)
+    result = subprocess.run(  # noqa: S603 (the project's own tools)
+        repro, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True, check=False
+    )
+    sys.stderr.write(result.stderr)
+    if result.returncode == 0:
+        return PASSED
+    reasons = [line for line in result.stderr.splitlines() if GATE_FAILED in line]
+    if stage != "evaluate" or not reasons:
+        raise subprocess.CalledProcessError(result.returncode, repro)
+    return reasons[0].removeprefix("error: ")
+
+
+def push(stage: str, workspace: Path, env: Mapping[str, str]) -> None:
+    """The stage's cached outputs to the remote, for the next steps.
+
+    Even when dvc.lock did not change: DVC re-runs an unchanged stage whose outputs are
+    missing from the remote, and identical outputs leave the lock as it was.
+    """
+    if stage == "prepare":
+        run(["dvc", "push", "--with-deps", stage], workspace, env)  # sample's outputs too
+    elif any(cached for _, cached in stage_outputs(workspace)[stage]):
+        run(["dvc", "push", stage], workspace, env)
+
+
 def run_step(
     stage: str,
     *,
@@ -273,34 +328,10 @@ def run_step(
         restore(root, state)
         apply_params(root, params)
         configure_dvc(root, url, env)
-        if env["MLFLOW_TRACKING_URI"].startswith("sqlite:///"):
-            # Artifacts beside the database, as for the project itself: the experiment
-            # records this directory, which outlives the workspace.
-            database = Path(env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"))
-            (database.parent / "mlartifacts").mkdir(parents=True, exist_ok=True)
-            (root / "mlartifacts").symlink_to(database.parent / "mlartifacts")
-        # prepare runs `sample` before it; every later step runs its own stage only.
-        scope = [] if stage == "prepare" else ["--single-item"]
-        repro = ["dvc", "repro", "--pull", *(["--force"] if force else []), *scope, stage]
-        gate = PASSED
-        lock = root / "dvc.lock"
-        before = lock.read_bytes() if lock.is_file() else b""
-        print("+", " ".join(repro), flush=True)
-        result = subprocess.run(  # noqa: S603 (the project's own tools)
-            repro, cwd=root, env=env, stderr=subprocess.PIPE, text=True, check=False
-        )
-        sys.stderr.write(result.stderr)
-        if result.returncode != 0:
-            reasons = [line for line in result.stderr.splitlines() if GATE_FAILED in line]
-            if stage != "evaluate" or not reasons:
-                raise subprocess.CalledProcessError(result.returncode, repro)
-            gate = reasons[0].removeprefix("error: ")
-        elif lock.read_bytes() == before:
-            print(f"{stage}: up to date; its outputs came from the DVC remote")
-        elif stage == "prepare":
-            run(["dvc", "push", "--with-deps", stage], root, env)  # sample's outputs too
-        elif any(cached for _, cached in stage_outputs(root)[stage]):
-            run(["dvc", "push", stage], root, env)
+        share_artifacts(root, env["MLFLOW_TRACKING_URI"])
+        gate = reproduce(stage, root, env, force)
+        if gate == PASSED:
+            push(stage, root, env)
         return json.dumps(handed_on(root)), gate
 
 

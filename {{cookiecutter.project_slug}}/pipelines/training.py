@@ -37,7 +37,10 @@ STEPS_SOURCE = (HERE / "steps.py").read_text(encoding="utf-8")
 USER = 10001
 RESOURCES = {"cpu": ("1", "2"), "memory": ("2Gi", "4Gi")}  # (request, limit)
 CONFIG_MAP = f"{SLUG}-config"
-CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "EXPERIMENT_NAME", "MODEL_NAME")
+# A tracking server every pod reaches: a step without one would not run (a sqlite file in
+# a pod dies with it). The names have defaults.
+CONFIG_REQUIRED = ("MLFLOW_TRACKING_URI",)
+CONFIG_OPTIONAL = ("EXPERIMENT_NAME", "MODEL_NAME")
 # Secret -> {key: variable}. The two Secrets may hold keys of the same name for different
 # stores: DVC's reach the steps as DVC_REMOTE_* options of the remote, MLflow's as the
 # variables MLflow reads.
@@ -118,9 +121,10 @@ def in_cluster(task: dsl.PipelineTask, stage: str) -> dsl.PipelineTask:
     kubernetes.empty_dir_mount(
         task, volume_name="workspace", mount_path="/workspace", size_limit="10Gi"
     )
-    kubernetes.use_config_map_as_env(
-        task, CONFIG_MAP, {key: key for key in CONFIG_KEYS}, optional=True
-    )
+    for keys, optional in ((CONFIG_REQUIRED, False), (CONFIG_OPTIONAL, True)):
+        kubernetes.use_config_map_as_env(
+            task, CONFIG_MAP, {key: key for key in keys}, optional=optional
+        )
     for secret, keys in SECRETS.items():
         kubernetes.use_secret_as_env(task, secret, keys, optional=True)
     kubernetes.set_timeout(task, TIMEOUTS.get(stage, DEFAULT_TIMEOUT))
