@@ -87,8 +87,9 @@ SUPPORTED_COMBINATIONS = [
             "author_name": 'Seán O\'Brien "The Dev" #1',
             "author_email": "sean.o-brien+ml@example.co.uk",
             "model": "xgboost",
+            "orchestrator": "kubeflow",
         },
-        id="unusual-text",
+        id="unusual-text-kubeflow",
     ),
 ]
 
@@ -149,4 +150,10 @@ UNSUPPORTED_COMBINATIONS = [
     ),
     pytest.param({"description": "two\nlines"}, "description", "line break", id="multiline"),
     pytest.param({"project_name": "<script>"}, "project_name", "'<'", id="html-in-name"),
+    pytest.param(
+        {"orchestrator": "kubeflow", "deploy": "none"},
+        "orchestrator",
+        "choose deploy=kubernetes",
+        id="kubeflow-without-kubernetes",
+    ),
 ]

@@ -168,6 +168,17 @@ OPTION_FILES = {
         "orchestration/airflow/tests/conftest.py",
         "orchestration/airflow/tests/test_training_dag.py",
     ],
+    ("orchestrator", "kubeflow"): [
+        "make/kubeflow.mk",
+        "orchestration/kubeflow/pyproject.toml",
+        "orchestration/kubeflow/tests/conftest.py",
+        "orchestration/kubeflow/tests/test_training_pipeline.py",
+        "pipelines/.gitignore",
+        "pipelines/README.md",
+        "pipelines/local.py",
+        "pipelines/steps.py",
+        "pipelines/training.py",
+    ],
     ("docker_compose", "yes"): [
         "docker-compose.yml",
         "make/compose.mk",

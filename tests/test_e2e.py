@@ -37,6 +37,10 @@ def test_combination_installs_lints_and_passes_its_tests(
         # Airflow's own environment, the DAG parsed and run three times with dag.test().
         dag_tests = project.check("make", "airflow-test", timeout=1500).stdout
         assert " 5 passed" in dag_tests, dag_tests[-2000:]
+    if answers["orchestrator"] == "kubeflow":
+        # kfp's own environment; the pipeline compiled, checked and run with kfp.local twice.
+        pipeline_tests = project.check("make", "kfp-test", timeout=1500).stdout
+        assert " 8 passed" in pipeline_tests, pipeline_tests[-2000:]
 
     resolved = json.loads(project.check(f".venv/bin/{project.path.name}", "config").stdout)
     assert resolved["params"]["task"] == answers["task"]

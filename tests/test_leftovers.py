@@ -7,11 +7,12 @@ check in the Dockerfile, no `make/compose.mk` in a project without it.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-from baked import BakedProject
+from baked import TEMPLATE_DIR, BakedProject, template_defaults
 from conftest import bake_project
 
 # The files every render has, where the optional parts are described (make/*.mk: those
@@ -25,67 +26,94 @@ DESCRIBING = [
     ".dockerignore",
 ]
 
-# (option, the value that removes the part): what names the part, matched ignoring case.
+
+class Part(NamedTuple):
+    option: str
+    kept_by: str  # the value of the option that renders the part; any other removes it
+    path: str  # a path of its files (the hook's remove_* functions)
+    names: list[str]  # what names the part, matched ignoring case
+
+
 # Bare "prometheus" is not here: every server exports /metrics through prometheus-client
 # (test_prometheus_client_is_not_the_monitoring_part), monitoring or not.
-PART_NAMES = {
-    ("ci", "none"): [
-        r"\.github\b",
-        r"\bworkflows?\b",
-        r"github actions",
-        r"dependabot",
-        r"trivy",
-        r"\b(ci|train|deploy|drift)\.yml\b",
-    ],
-    ("deploy", "none"): [
-        r"kubernetes",
-        r"\bdeploy/",
-        r"kustomiz",
-        r"kubectl",
-        r"\bk8s\b",
-        r"cronjob",
-    ],
-    ("monitoring", "none"): [
-        r"monitoring",
-        r"grafana",
-        r"alertmanager",
-        r"promtool",
-        r"amtool",
-        r"prometheus\.yml",
-        r"prometheus operator",
-        r"servicemonitor",
-        r"prometheusrule",
-        r"drift",
-    ],
-    ("docker_compose", "no"): [
-        r"\bcompose\b",
-        r"\btracking/",
-        r"minio",
-        r"stack-(up|down)",
-    ],
-    ("orchestrator", "none"): [
-        r"airflow",
-        r"\bdags/",
-        r"orchestration/",
-        r"\bDAG\b",
-    ],
+PARTS = {
+    "ci": Part(
+        "ci",
+        "github",
+        ".github",
+        [
+            r"\.github\b",
+            r"\bworkflows?\b",
+            r"github actions",
+            r"dependabot",
+            r"trivy",
+            r"\b(ci|train|deploy|drift)\.yml\b",
+        ],
+    ),
+    "deploy": Part(
+        "deploy",
+        "kubernetes",
+        "deploy",
+        [r"kubernetes", r"\bdeploy/", r"kustomiz", r"kubectl", r"\bk8s\b", r"cronjob"],
+    ),
+    "monitoring": Part(
+        "monitoring",
+        "prometheus",
+        "monitoring",
+        [
+            r"monitoring",
+            r"grafana",
+            r"alertmanager",
+            r"promtool",
+            r"amtool",
+            r"prometheus\.yml",
+            r"prometheus operator",
+            r"servicemonitor",
+            r"prometheusrule",
+            r"drift",
+        ],
+    ),
+    "docker_compose": Part(
+        "docker_compose",
+        "yes",
+        "docker-compose.yml",
+        [r"\bcompose\b", r"\btracking/", r"minio", r"stack-(up|down)"],
+    ),
+    "airflow": Part(
+        "orchestrator",
+        "airflow",
+        "dags",
+        [r"airflow", r"\bdags/", r"orchestration/airflow", r"\bDAG\b"],
+    ),
+    "kubeflow": Part(
+        "orchestrator",
+        "kubeflow",
+        "pipelines",
+        [r"kubeflow", r"\bkfp\b", r"\bpipelines/", r"orchestration/kubeflow"],
+    ),
 }
-# A path of each part (its files: the hook's remove_* functions).
-PART_PATHS = {
-    "ci": ".github",
-    "deploy": "deploy",
-    "monitoring": "monitoring",
-    "docker_compose": "docker-compose.yml",
-    "orchestrator": "dags",
-}
-# Every part in: the defaults, but for the parts whose default is off.
-FULL = {"orchestrator": "airflow"}
-MINIMAL = dict(PART_NAMES.keys())  # every part removed
-# Each part removed alone (its names must go even where the other parts mention it), and
-# all at once.
+
+
+def choices(option: str) -> list[str]:
+    context = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    return list(context[option])
+
+
+def removed(part: Part, answers: dict[str, Any]) -> bool:
+    return bool({**template_defaults(), **answers}[part.option] != part.kept_by)
+
+
+# Every part removed at once, and each value that removes a part on its own (its names
+# must go even where the other parts mention it: orchestrator=kubeflow names no Airflow).
+MINIMAL = {"ci": "none", "deploy": "none", "monitoring": "none", "docker_compose": "no"}
+MINIMAL["orchestrator"] = "none"
+REMOVING = sorted(
+    {(part.option, value) for part in PARTS.values() for value in choices(part.option)}
+    - {(part.option, part.kept_by) for part in PARTS.values() if part.option != "orchestrator"}
+)
 RENDERS = [
     pytest.param(MINIMAL, id="minimal"),
-    *(pytest.param({option: value}, id=f"{option}={value}") for option, value in PART_NAMES),
+    *(pytest.param({option: value}, id=f"{option}={value}") for option, value in REMOVING),
 ]
 
 
@@ -103,9 +131,9 @@ def leftovers(project: BakedProject, answers: dict[str, Any]) -> list[str]:
     """Every line of the describing files that names a part the answers removed."""
     patterns = [
         re.compile(pattern, re.IGNORECASE)
-        for (option, value), part_names in PART_NAMES.items()
-        if answers.get(option) == value
-        for pattern in part_names
+        for part in PARTS.values()
+        if removed(part, answers)
+        for pattern in part.names
     ]
     return [
         f"{name}:{number}: /{pattern.pattern}/: {line.strip()}"
@@ -119,29 +147,22 @@ def leftovers(project: BakedProject, answers: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("answers", RENDERS)
 def test_removed_parts_are_not_described(cookies_session: Any, answers: dict[str, Any]) -> None:
     project = bake_project(cookies_session, answers)
-    assert [option for option in answers if (project.path / PART_PATHS[option]).exists()] == []
+    gone = [part for part in PARTS.values() if removed(part, answers)]
+    assert gone
+    assert [part.path for part in gone if (project.path / part.path).exists()] == []
     found = leftovers(project, answers)
     assert found == [], "\n".join(found)
 
 
-@pytest.fixture(scope="module")
-def full_project(cookies_session: Any) -> BakedProject:
-    return bake_project(cookies_session, FULL)
-
-
-@pytest.mark.parametrize(("option", "value"), list(PART_NAMES))
-def test_the_names_are_those_of_the_full_render(
-    full_project: BakedProject, option: str, value: str
-) -> None:
-    """The full render has every part, and its describing files use each of the names:
-    they are the words a leftover would be written in, not ones no render ever has."""
-    assert (full_project.path / PART_PATHS[option]).exists()
-    text = "\n".join(full_project.read(name) for name in describing_files(full_project))
-    unused = [
-        pattern
-        for pattern in PART_NAMES[(option, value)]
-        if not re.search(pattern, text, re.IGNORECASE)
-    ]
+@pytest.mark.parametrize("name", list(PARTS))
+def test_the_names_are_those_of_the_render_with_the_part(cookies_session: Any, name: str) -> None:
+    """A render with the part uses each of its names in its describing files: they are the
+    words a leftover would be written in, not ones no render ever has."""
+    part = PARTS[name]
+    project = bake_project(cookies_session, {part.option: part.kept_by})
+    assert (project.path / part.path).exists()
+    text = "\n".join(project.read(name) for name in describing_files(project))
+    unused = [pattern for pattern in part.names if not re.search(pattern, text, re.IGNORECASE)]
     assert unused == []
 
 

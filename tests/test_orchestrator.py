@@ -1,13 +1,17 @@
-"""orchestrator=airflow, offline: the DAG's step pod is the retrain CronJob's pod.
+"""The orchestrators, offline: Airflow's step pod is the retrain CronJob's pod; neither
+the DAG nor the Kubeflow pipeline imports the project.
 
-The DAG itself is parsed and run for real by the rendered project's `make airflow-test`
-(tests/test_e2e.py, the combination with the orchestrator); here, the pod template's
-security context, resources and configuration, against the CronJob they must match, and
-the strict schema of a Pod.
+The DAG and the pipeline are parsed, compiled and run for real by the rendered project's
+`make airflow-test` and `make kfp-test` (tests/test_e2e.py, the combinations with each
+orchestrator; the kfp tests check the compiled pods against the CronJob). Here, the pod
+template's security context, resources and configuration, against the CronJob they must
+match, and the strict schema of a Pod.
 """
 
 from __future__ import annotations
 
+import ast
+import sys
 from typing import Any
 
 import pytest
@@ -75,3 +79,33 @@ def test_the_dag_file_imports_nothing_of_the_project(baked: BakedProject) -> Non
     imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
     assert imports
     assert not [line for line in imports if baked.module in line]
+
+
+@pytest.fixture(scope="module")
+def kubeflow(cookies_session: Any) -> BakedProject:
+    return bake_project(cookies_session, {"orchestrator": "kubeflow"})
+
+
+def test_the_pipeline_files_import_nothing_of_the_project(kubeflow: BakedProject) -> None:
+    for name in ("training.py", "local.py", "steps.py"):
+        text = kubeflow.read(f"pipelines/{name}")
+        imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+        assert imports, name
+        assert not [line for line in imports if kubeflow.module in line], name
+
+
+def test_the_steps_use_only_what_the_train_image_and_kfp_both_have(kubeflow: BakedProject) -> None:
+    """steps.py runs in the train image's Python and in .venv-kfp: the standard library and
+    PyYAML (which DVC and kfp both require)."""
+    tree = ast.parse(kubeflow.read("pipelines/steps.py"))
+    modules = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+    assert modules - sys.stdlib_module_names == {"yaml"}
