@@ -232,6 +232,14 @@ def test_choices_outside_the_list_are_rejected(answers: dict[str, Any], key: str
     assert [p.key for p in problems(answers, **{key: "bogus"})] == [key]
 
 
+def test_kubeflow_needs_kubernetes(answers: dict[str, Any]) -> None:
+    [found] = problems(answers, orchestrator="kubeflow", deploy="none")
+    assert found.key == "orchestrator"
+    assert "deploy=kubernetes" in found.fix
+    assert problems(answers, orchestrator="kubeflow", deploy="kubernetes") == []
+    assert problems(answers, orchestrator="airflow", deploy="none") == []
+
+
 def test_every_problem_is_reported_at_once(answers: dict[str, Any]) -> None:
     found = problems(answers, author_email="x", module_name="json", dvc_remote="s3")
     assert {p.key for p in found} == {"author_email", "module_name", "dvc_remote_url"}
@@ -273,6 +281,12 @@ def test_created_parents_are_those_inside_the_output_dir(tmp_path: Path) -> None
 # post_gen_project
 
 
+ORCHESTRATOR_FILES = {
+    "airflow": ["dags/pkg_training.py", "make/airflow.mk", "orchestration/airflow/pyproject.toml"],
+    "kubeflow": ["make/kubeflow.mk", "orchestration/kubeflow/pyproject.toml", "pipelines/steps.py"],
+}
+
+
 @pytest.fixture
 def rendered(tmp_path: Path) -> Path:
     """A stand-in for a rendered project: the paths the post-gen hook acts on."""
@@ -286,6 +300,8 @@ def rendered(tmp_path: Path) -> Path:
         "make/kubernetes.mk",
         "make/monitoring.mk",
         "src/pkg/__init__.py",
+        *ORCHESTRATOR_FILES["airflow"],
+        *ORCHESTRATOR_FILES["kubeflow"],
         *(f"licenses/{name}" for name in ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")),
     ]:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +335,17 @@ def test_prune_removes_what_the_answers_disable(rendered: Path, answers: dict[st
     assert tree(rendered) == ["LICENSE", "src/pkg/__init__.py"]
     assert not (rendered / "make").exists()
     assert (rendered / "LICENSE").read_text(encoding="utf-8") == "licenses/Apache-2.0"
+
+
+@pytest.mark.parametrize("orchestrator", ["none", "airflow", "kubeflow"])
+def test_prune_keeps_the_chosen_orchestrator_only(
+    rendered: Path, answers: dict[str, Any], orchestrator: str
+) -> None:
+    post.prune(rendered, {**answers, "orchestrator": orchestrator})
+    every = {name for files in ORCHESTRATOR_FILES.values() for name in files}
+    kept = [name for name in tree(rendered) if name in every]
+    assert kept == sorted(ORCHESTRATOR_FILES.get(orchestrator, []))
+    assert (rendered / "orchestration").exists() == (orchestrator != "none")
 
 
 def test_init_git_commits_everything_on_main(rendered: Path, answers: dict[str, Any]) -> None:
