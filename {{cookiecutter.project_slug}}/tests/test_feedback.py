@@ -198,6 +198,16 @@ def test_labels_are_checked_against_the_target() -> None:
     assert check_actual("inf", values)[1] == "'inf' is not a finite number"
     assert check_actual("x", values)[1] == "'x' is not a number"
     assert check_actual(None, values)[1] == "None is not a number"
+    deep: list[object] = []
+    for _ in range(5000):  # deeper than repr can go
+        deep = [deep]
+    for target in (classes, values):
+        assert check_actual(deep, target)[1] == "a list is not a label: send a class or a number"
+        assert check_actual({"a": 1}, target)[1] == (
+            "an object is not a label: send a class or a number"
+        )
+    assert check_actual("z" * 100, classes)[1].startswith("'zzz")
+    assert len(check_actual("z" * 100, classes)[1]) < 100
 
 
 def test_regression_sums_match_scikit_learn() -> None:

@@ -25,24 +25,38 @@ LIVE_METRICS: dict[str, dict[str, bool]] = {
 }
 
 
+def shown(value: Any) -> str:
+    """A value in an error message: short, and never an error itself (a list nested a
+    thousand deep has no repr, nor an integer of thousands of digits)."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an integer too long to show"
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def check_actual(value: Any, target: Target) -> tuple[Label | None, str | None]:
     """The label as the target spells it, or why it is refused."""
+    if isinstance(value, list | dict):
+        return None, f"{shown(value)} is not a label: send a class or a number"
     if target.classes is not None:
         for known in target.classes:
             # JSON and CSV give 1 or "1" for the class 1: the same label (but true is not 1).
             same = str(value) == str(known)
             if same or (value == known and not isinstance(value, bool)):
                 return known, None
-        shown = ", ".join(map(repr, target.classes[:10]))
-        return None, f"{value!r} is not a class of the target (one of {shown})"
+        classes = ", ".join(map(shown, target.classes[:10]))
+        return None, f"{shown(value)} is not a class of the target (one of {classes})"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None, f"{value!r} is not a number"
+        return None, f"{shown(value)} is not a number"
     try:
         number = float(value)
     except (ValueError, OverflowError):  # OverflowError: an integer past float's range
-        return None, f"{str(value)[:40]!r} is not a number"
+        return None, f"{shown(value)} is not a number"
     if not math.isfinite(number):
-        return None, f"{value!r} is not a finite number"
+        return None, f"{shown(value)} is not a finite number"
     return number, None
 
 

@@ -63,6 +63,25 @@ def feedback_schema(target: Target | None, limit: int) -> dict[str, Any]:
     return {"type": "array", "items": item, "minItems": 1, "maxItems": limit}
 
 
+def link_feedback(paths: dict[str, Any], target: Target) -> None:
+    """Links from each prediction to /feedback with its id: what a client does once the true
+    label is known, and what a stateful fuzzer follows (an example label stands in)."""
+    feedback = paths.get("/feedback", {}).get("post")
+    if feedback is None:
+        return
+    example: Any = target.classes[0] if target.classes else target.minimum or 0.0
+    for route in ("/predict", "/invocations"):
+        responses = paths.get(route, {}).get("post", {}).get("responses", {})
+        if "200" in responses:
+            responses["200"]["links"] = {
+                "LabelThePrediction": {
+                    "operationId": feedback["operationId"],
+                    "requestBody": [{"id": "$response.body#/prediction_ids/0", "actual": example}],
+                    "description": "the true label of the first prediction, once it is known",
+                }
+            }
+
+
 def document(app: FastAPI, server: Server) -> dict[str, Any]:
     champion = server.variants.get(CHAMPION)
     if app.openapi_schema and champion and app.state.openapi_version == champion.model.version:
@@ -80,6 +99,8 @@ def document(app: FastAPI, server: Server) -> dict[str, Any]:
     components["InvocationsRequest"] = invocations_schema(record)
     target = champion.model.schema.target if champion is not None else None
     components["FeedbackRequest"] = feedback_schema(target, server.settings.feedback_max_items)
+    if target is not None:
+        link_feedback(built["paths"], target)
     app.openapi_schema = built
     app.state.openapi_version = champion.model.version if champion else None
     return built

@@ -165,6 +165,10 @@ class RequestParser:
             raise RequestError(
                 422, [{"loc": list(prefix), "msg": "'columns' and each row of 'data' are lists"}]
             )
+        if not _column_names(columns):
+            raise RequestError(
+                422, [{"loc": [*prefix, "columns"], "msg": "every column name is a string"}]
+            )
         if any(len(row) != len(columns) for row in data):
             raise RequestError(
                 422, [{"loc": [*prefix, "data"], "msg": "every row needs one value per column"}]
@@ -177,7 +181,7 @@ class RequestParser:
         None means "not plainly valid": the checked path then accepts it or says why.
         """
         names = self.schema.names
-        if self.categorical_keys or not isinstance(columns, list) or len(columns) != len(names):
+        if self.categorical_keys or not _column_names(columns) or len(columns) != len(names):
             return None
         if set(columns) != set(names):
             return None
@@ -290,11 +294,17 @@ def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass  # strict JSON failed; NaN and Infinity parse below and fail validation by name
+        pass  # strict JSON failed; NaN, Infinity and big integers parse below
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RequestError(400, f"malformed JSON: {error}") from error
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as error:  # not JSON, not text, or an integer of thousands of digits
+        raise RequestError(400, f"malformed JSON: {str(error)[:200]}") from None
+
+
+def _column_names(columns: Any) -> bool:
+    return isinstance(columns, list) and all(isinstance(name, str) for name in columns)
 
 
 def _no_booleans(body: bytes) -> bool:

@@ -69,7 +69,8 @@ def parse_items(body: bytes, server: Server, limit: int) -> list[tuple[str, Any]
         label, wrong = check_actual(item.get("actual"), target)
         if "actual" in item and wrong is not None:
             errors.append({"loc": ["body", index, "actual"], "msg": wrong})
-        pairs.append((str(item.get("id")), label))
+        if why is None:  # a string: anything else has no safe str() (a list nested a thousand deep)
+            pairs.append((item["id"], label))
     if errors:
         raise RequestError(422, errors)
     return pairs
