@@ -136,10 +136,13 @@ class RequestParser:
             raise RequestError(422, [{"loc": ["body"], "msg": f"expected one of {MLFLOW_KEYS}"}])
         keys = [key for key in MLFLOW_KEYS if key in payload]
         unknown = sorted(set(payload) - {*MLFLOW_KEYS, "params"})
-        if len(keys) != 1 or unknown or payload.get("params"):
+        if payload.get("params"):  # MLflow ignores params a model does not declare
             raise RequestError(
-                422,
-                [{"loc": ["body"], "msg": f"give exactly one of {MLFLOW_KEYS} (no params)"}],
+                422, [{"loc": ["body", "params"], "msg": "this model takes no params"}]
+            )
+        if len(keys) != 1 or unknown:
+            raise RequestError(
+                422, [{"loc": ["body"], "msg": f"give exactly one of {MLFLOW_KEYS}"}]
             )
         key = keys[0]
         data = payload[key]
