@@ -104,6 +104,7 @@ ALWAYS = [
     "tests/test_prediction_log.py",
     "tests/test_schema.py",
     "tests/test_serving.py",
+    "tests/test_serving_fuzz.py",
     "tests/test_serving_registry.py",
     "tests/test_train.py",
 ]
