@@ -13,6 +13,7 @@ declare -A PACKAGES=(
   [mmdebstrap]=mmdebstrap
   [pg_ctl]=postgresql
   [wrk]=wrk  # bench/serve.py's load generator
+  [chromium]=chromium  # opens the HTML drift report in tests/test_monitoring_e2e.py
 )
 
 missing=()

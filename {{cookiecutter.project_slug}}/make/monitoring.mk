@@ -5,9 +5,9 @@ ALERTMANAGER_CONFIG := monitoring/alertmanager/alertmanager.yml
 
 .PHONY: monitoring-check drift
 
-drift: setup ## Drift of CURRENT=<csv> against @champion: reports/drift/, exit 1 on drift
+drift: setup ## Drift of CURRENT=<csv> against @champion: reports/drift/ (JSON, Markdown, HTML), exit 1 on drift
 	@test -n "$(CURRENT)" || { echo "usage: make drift CURRENT=path/to/new.csv"; exit 2; }
-	$(RUN) {{ cookiecutter.project_slug }} drift --current $(CURRENT)
+	$(RUN) {{ cookiecutter.project_slug }} drift --current $(CURRENT) --format md --format html
 
 # amtool before 0.26 (Debian 12 ships 0.25) does not know url_file: such an amtool checks
 # a copy whose url_file is a placeholder url, which validates everything else.

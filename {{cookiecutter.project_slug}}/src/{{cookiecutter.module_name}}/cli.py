@@ -404,7 +404,7 @@ def drift(args: argparse.Namespace, settings: Settings) -> int:
     from .monitoring.report import verdict, write_reports
 
     report, model = run_check(settings, current, model_dir, args.alias, thresholds)
-    for path in write_reports(report, model, current, Path(args.output), args.format):
+    for path in write_reports(report, model, current, Path(args.output), args.format or ["md"]):
         print(f"wrote {path}")
     print(verdict(report))
     return EXIT_CHECK_FAILED if report.detected else EXIT_OK
@@ -493,7 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--output", default="reports/drift", help="default: reports/drift"
             )
             subparser.add_argument(
-                "--format", choices=["md", "html"], default="md", help="report format; default: md"
+                "--format",
+                choices=["md", "html"],
+                action="append",
+                help="report format, once per format wanted; default: md",
             )
 {%- endif %}
         if name == "predict":

@@ -65,6 +65,7 @@ class Paths:
     metrics = Path("metrics/test.json")
     plots = Path("plots")
     model_card = Path("reports/model_card.md")
+    figures = Path("reports/figures")  # the card's images, named as figures.FILES names them
     registration = Path("reports/registration.json")
 
 

@@ -1,9 +1,12 @@
-"""The `evaluate` stage: test-set metrics, DVC plots, the model card and the quality gate."""
+"""The `evaluate` stage: test-set metrics, DVC plots, figures, the model card, the gate."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -46,12 +49,104 @@ def write_plots(model: Any, features: pd.DataFrame, labels: pd.Series, task: str
     pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(Paths.plots / "roc.csv", index=False)
 
 
+@dataclass
+class Comparison:
+    """This model against @champion on the same test split, for the card."""
+
+    version: str | None = None  # the champion's; None: there is no champion yet
+    this_model: bool = False  # the champion is the model evaluated (evaluate ran again)
+    scores: dict[str, float] = field(default_factory=dict)  # empty: it could not score
+    figure: Path | None = None
+
+
+def draw_figures(
+    params: Params, model: Any, features: pd.DataFrame, labels: pd.Series, scores: dict[str, float]
+) -> list[Path]:
+    """The task's figures, permutation importance and the gate, in Paths.figures."""
+    from . import figures
+
+    shutil.rmtree(Paths.figures, ignore_errors=True)  # no figure of an earlier run lingers
+    draw = figures.classification_figures
+    if params.task == "regression":
+        draw = figures.regression_figures
+    drawn = draw(model, features, labels, Paths.figures)
+    metric = params.registry.primary_metric
+    importance = figures.permutation_importance(
+        model, features, labels, params.task, metric, params.seed
+    )
+    drawn.append(figures.importance_figure(importance, metric, Paths.figures / "importance.png"))
+    drawn.append(figures.gate_figure(scores, params.evaluate.gate, Paths.figures / "gate.png"))
+    return drawn
+
+
+def compare_with_champion(
+    params: Params, settings: Settings, model: Any, features: pd.DataFrame, labels: pd.Series
+) -> Comparison:
+    """Score @champion on this test split and draw both models on the same axes."""
+    from .figures import champion_figure
+    from .registry import load_champion
+
+    champion = load_champion(settings)
+    if champion is None:
+        return Comparison()
+    run_id = json.loads(Paths.run.read_text(encoding="utf-8"))["run_id"]
+    if champion.run_id == run_id:
+        return Comparison(champion.version, this_model=True)
+    if champion.pipeline is None:
+        return Comparison(champion.version)
+    try:
+        scores = score(champion.pipeline, features, labels, params.task)
+    except (KeyError, ValueError):  # e.g. the features changed since it was trained
+        return Comparison(champion.version)
+    models = {"this model": model, f"champion v{champion.version}": champion.pipeline}
+    path = champion_figure(params.task, models, features, labels, Paths.figures / "champion.png")
+    return Comparison(champion.version, scores=scores, figure=path)
+
+
+def image(path: Path) -> str:
+    """A Markdown image link relative to the card, so it renders on GitHub and in MLflow."""
+    from .figures import FILES
+
+    return f"![{FILES[path.stem]}]({path.relative_to(Paths.model_card.parent).as_posix()})"
+
+
+def champion_section(comparison: Comparison, scores: dict[str, float], metric: str) -> list[str]:
+    lines = ["## Against the champion", ""]
+    if comparison.version is None:
+        return [*lines, "No @champion yet: `register` makes this model the champion.", ""]
+    champion = f"@champion (v{comparison.version})"
+    if comparison.this_model:
+        return [*lines, f"This model is {champion}.", ""]
+    if not comparison.scores:
+        return [
+            *lines,
+            f"{champion} cannot score this test split (it was trained on other features or "
+            "its code is gone): `register` promotes this model.",
+            "",
+        ]
+    lines += [f"| metric | this model | {champion} |", "|---|---|---|"]
+    for name, value in scores.items():
+        marker = " ◀" if name == metric else ""
+        lines.append(f"| {name}{marker} | {value:.4f} | {comparison.scores[name]:.4f} |")
+    lines += [
+        "",
+        f"Both scored on this test split. `register` promotes this model only if its {metric} "
+        "(◀) is better.",
+        "",
+    ]
+    if comparison.figure is not None:
+        lines += [image(comparison.figure), ""]
+    return lines
+
+
 def model_card(
     params: Params,
     schema: FeatureSchema,
     scores: dict[str, float],
     failures: list[str],
     rows: dict[str, int],
+    figures: list[Path],
+    comparison: Comparison,
 ) -> str:
     chosen = params.train.model
     hyperparameters = params.train.chosen()
@@ -99,10 +194,11 @@ def model_card(
             gate = f"{'≥' if METRIC_DIRECTIONS[metric] else '≤'} {threshold}"
         lines.append(f"| {metric} | {value:.4f} | {gate} |")
     verdict = "**failed**: " + "; ".join(failures) if failures else "passed"
+    lines += ["", f"Quality gate: {verdict}.", ""]
+    lines += champion_section(comparison, scores, params.registry.primary_metric)
+    lines += ["## Figures", "", "On the test split.", ""]
+    lines += [line for path in figures for line in (image(path), "")]
     lines += [
-        "",
-        f"Quality gate: {verdict}.",
-        "",
         "## Intended use",
         "",
         "Predictions for rows shaped like the training data (the features above), from the",
@@ -123,7 +219,8 @@ def model_card(
 def evaluate(params: Params, settings: Settings) -> dict[str, float]:
     """Score the trained model on the test split; raise GateError if the gate is missed.
 
-    Results reach MLflow with `register`; a model that fails the gate is logged here.
+    The figures reach the MLflow run here, the metrics and card with `register`; a model
+    that fails the gate has them logged here.
     """
     schema = FeatureSchema.load(Paths.schema)
     raw, labels = read_split(Paths.test, schema)
@@ -139,11 +236,14 @@ def evaluate(params: Params, settings: Settings) -> dict[str, float]:
     if Paths.split.is_file():
         rows.update(json.loads(Paths.split.read_text(encoding="utf-8")))
     Paths.model_card.parent.mkdir(parents=True, exist_ok=True)
-    card = model_card(params, schema, scores, failures, rows)
+    figures = draw_figures(params, model, features, labels, scores)
+    comparison = compare_with_champion(params, settings, model, features, labels)
+    card = model_card(params, schema, scores, failures, rows, figures, comparison)
     Paths.model_card.write_text(card, encoding="utf-8")
-    if failures:
-        from . import tracking
+    from . import tracking
 
+    tracking.log_figures(settings)
+    if failures:
         tracking.log_test_results(settings, scores, passed=False)
         raise GateError("quality gate failed: " + "; ".join(failures))
     return scores

@@ -6,35 +6,58 @@ from typing import Any
 
 import numpy as np
 
-from .config import METRIC_DIRECTIONS, Task
+from .config import METRIC_DIRECTIONS, TASK_METRICS, Task
 
 
 def score(model: Any, features: Any, labels: Any, task: Task) -> dict[str, float]:
     """The task's metrics of a fitted model on (features, labels)."""
-    from sklearn import metrics
-
     predicted = model.predict(features)
     if task == "regression":
-        return {
-            "rmse": float(np.sqrt(metrics.mean_squared_error(labels, predicted))),
-            "mae": float(metrics.mean_absolute_error(labels, predicted)),
-            "r2": float(metrics.r2_score(labels, predicted)),
-        }
-    classes = list(model.classes_)
-    probabilities = model.predict_proba(features)
-    if len(classes) == 2:
-        # model.classes_ is sorted, so column 1 is the class roc_auc_score calls positive
-        f1 = metrics.f1_score(labels, predicted, pos_label=classes[1])
-        roc_auc = metrics.roc_auc_score(labels, probabilities[:, 1])
-    else:
-        f1 = metrics.f1_score(labels, predicted, average="macro")
-        roc_auc = metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=classes)
+        return score_outputs(labels, predicted, None, [], task)
+    return score_outputs(
+        labels, predicted, model.predict_proba(features), list(model.classes_), task
+    )
+
+
+def score_outputs(
+    labels: Any, predicted: Any, probabilities: Any, classes: list[Any], task: Task
+) -> dict[str, float]:
+    """The task's metrics of predictions (and class probabilities) against the labels."""
     return {
-        "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "f1": float(f1),
-        "roc_auc": float(roc_auc),
-        "log_loss": float(metrics.log_loss(labels, probabilities, labels=classes)),
+        name: metric_value(name, labels, predicted, probabilities, classes)
+        for name in TASK_METRICS[task]
     }
+
+
+def metric_value(
+    name: str, labels: Any, predicted: Any, probabilities: Any, classes: list[Any]
+) -> float:
+    """One metric; `probabilities` (columns in `classes` order) only for classification."""
+    from sklearn import metrics
+
+    binary = len(classes) == 2
+    if name == "rmse":
+        value = np.sqrt(metrics.mean_squared_error(labels, predicted))
+    elif name == "mae":
+        value = metrics.mean_absolute_error(labels, predicted)
+    elif name == "r2":
+        value = metrics.r2_score(labels, predicted)
+    elif name == "accuracy":
+        value = metrics.accuracy_score(labels, predicted)
+    elif name == "f1" and binary:
+        # model.classes_ is sorted, so column 1 is the class roc_auc_score calls positive
+        value = metrics.f1_score(labels, predicted, pos_label=classes[1])
+    elif name == "f1":
+        value = metrics.f1_score(labels, predicted, average="macro")
+    elif name == "roc_auc" and binary:
+        value = metrics.roc_auc_score(labels, probabilities[:, 1])
+    elif name == "roc_auc":
+        value = metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=classes)
+    elif name == "log_loss":
+        value = metrics.log_loss(labels, probabilities, labels=classes)
+    else:
+        raise KeyError(f"unknown metric {name!r}")
+    return float(value)
 
 
 def is_better(metric: str, candidate: float, incumbent: float) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow import MlflowClient
@@ -66,6 +67,30 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_model_version_tag(name, version, "rolled_back_to", previous)
     return version, previous
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    run_id: str
+    pipeline: Any  # None: this version cannot be loaded here (say, its code is gone)
+
+
+def load_champion(settings: Settings) -> Champion | None:
+    """@champion with its pipeline loaded; None when there is no champion yet."""
+    from . import tracking
+    from .artifact import load_pipeline_uri
+
+    tracking.configure(settings)
+    found = alias_version(MlflowClient(), settings.model_name, CHAMPION)
+    if found is None:
+        return None
+    version = str(found.version)
+    try:
+        pipeline = load_pipeline_uri(f"models:/{settings.model_name}/{version}")
+    except (MlflowException, ImportError, OSError):
+        pipeline = None
+    return Champion(version, str(found.run_id), pipeline)
 
 
 def champion_score(

@@ -92,6 +92,17 @@ def log_test_results(settings: Settings, scores: dict[str, float], passed: bool)
     return run_id
 
 
+def log_figures(settings: Settings) -> None:
+    """evaluate's figures to the training run, beside where the card goes (its links work).
+
+    Logged by evaluate itself: a step of an orchestrator hands on files, not folders.
+    """
+    run_id = str(json.loads(Paths.run.read_text(encoding="utf-8"))["run_id"])
+    configure(settings)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifacts(str(Paths.figures), artifact_path=Paths.figures.name)
+
+
 def git_commit() -> str:
     """The commit the code was run from, with '-dirty' for uncommitted changes."""
     git = shutil.which("git")

@@ -18,6 +18,7 @@ The profile format is described in `profile.py`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -59,6 +60,10 @@ class ColumnDrift:
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
     psi_noise: float = 0.0  # the PSI sampling alone exceeds with probability alpha / columns
+    # The bins PSI compares, for the report's charts: a label and the two shares of each.
+    labels: list[str] = field(default_factory=list)
+    reference_shares: list[float] = field(default_factory=list)
+    current_shares: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +142,19 @@ def kolmogorov_survival(x: float) -> float:
     return float(min(1.0, max(0.0, 2.0 * sum(terms))))
 
 
+def bin_labels(edges: list[float]) -> list[str]:
+    """A label per numeric bin (see `numeric_shares`), the missing values' bin last."""
+    if not edges:
+        return ["all values", "missing"]
+    marks = [f"{edge:.4g}" for edge in edges]
+    inner = [f"{low} to {high}" for low, high in itertools.pairwise(marks)]
+    return [f"< {marks[0]}", *inner, f"≥ {marks[-1]}", "missing"]
+
+
+def shares(values: Array) -> list[float]:
+    return [round(float(share), 6) for share in values]
+
+
 def numeric_drift(
     name: str, entry: Mapping[str, Any], values: Array, reference_rows: int, ks_level: float | None
 ) -> tuple[ColumnDrift, bool]:
@@ -152,6 +170,9 @@ def numeric_drift(
         bins=reference.size,
         missing_reference=float(entry["missing"]),
         missing_current=float(current[-1]),
+        labels=bin_labels(entry["edges"]),
+        reference_shares=shares(reference),
+        current_shares=shares(current),
     )
     quantiles = np.asarray(entry.get("quantiles", []), dtype=float)
     rejected = False
@@ -199,6 +220,9 @@ def categorical_drift(
         missing_current=float(current[-1]),
         unseen_share=float(current[-2]),
         unseen_examples=examples,
+        labels=[*known, "unseen", "missing"],
+        reference_shares=shares(reference),
+        current_shares=shares(current),
     )
 
 

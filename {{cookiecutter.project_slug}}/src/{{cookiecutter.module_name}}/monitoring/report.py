@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import LoadedModel
+from .charts import bars
 from .drift import ColumnDrift, DriftReport
 
 HEADER = ["column", "kind", "PSI", "KS p-value", "missing (train → now)", "unseen", "status"]
@@ -56,28 +57,84 @@ def markdown(report: DriftReport, model: LoadedModel, current: Path) -> str:
     return "\n".join([*lines, "", f"**{verdict(report)}**", "", *table]) + "\n"
 
 
+# Nothing may be fetched: the page is one file that opens offline and in CI artifacts.
+POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+STYLE = (
+    "body{font-family:sans-serif;max-width:980px;margin:1em auto;padding:0 1em}"
+    "td,th{padding:2px 8px;text-align:left}.warn{background:#fff3cd}"
+    ".alert{background:#f8d7da}section{border-top:1px solid #ccc;margin-top:1em}"
+    "h2 small{font-weight:normal;padding:0 6px}"
+)
+
+
+def summary(report: DriftReport) -> str:
+    """One line: the verdict, then how many features are at each level."""
+    counts = dict.fromkeys(("alert", "warn", "ok"), 0)
+    for column in report.features:
+        counts[column.status] += 1
+    levels = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+    return (
+        f"{verdict(report)}. {len(report.features)} features: {levels}; "
+        f"{report.rows} current rows against {report.reference_rows} training rows."
+    )
+
+
+def by_drift(report: DriftReport) -> list[ColumnDrift]:
+    """Features by status (alert first), then by PSI, highest first."""
+    rank = {"alert": 0, "warn": 1, "ok": 2}
+    return sorted(report.features, key=lambda column: (rank[column.status], -column.psi))
+
+
+def section(column: ColumnDrift, kind: str) -> str:
+    name = html.escape(column.name)
+    facts = [
+        f"PSI {column.psi:.3f} (noise level {column.psi_noise:.3f})",
+        f"missing {column.missing_reference:.1%} → {column.missing_current:.1%}",
+    ]
+    if column.ks_pvalue is not None:
+        facts.append(f"KS p-value {column.ks_pvalue:.3g}")
+    if column.kind == "categorical":
+        facts.append(f"unseen {column.unseen_share:.1%}")
+    chart = bars(
+        column.labels,
+        column.reference_shares,
+        column.current_shares,
+        f"{column.name}: share of rows per bin, training and current",
+    )
+    return (
+        f'<section class="{kind} {column.status}" id="{kind}-{name}">'
+        f"<h2>{name}<small>{html.escape(column.status)}</small></h2>"
+        f"<p>{html.escape(' · '.join(facts))}</p>{chart}</section>"
+    )
+
+
 def html_page(report: DriftReport, model: LoadedModel, current: Path) -> str:
     def cells(tag: str, values: list[str]) -> str:
         return "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in values)
 
-    body = "".join(
+    ordered = by_drift(report)
+    table = "".join(
         f'<tr class="{html.escape(values[-1])}">{cells("td", values)}</tr>'
-        for values in rows(report)
+        for values in (row(column) for column in ordered)
     )
     facts = "".join(f"<li>{html.escape(text)}</li>" for text in heading(report, model, current))
+    prediction = section(report.prediction, "prediction") if report.prediction else ""
+    features = "".join(section(column, "feature") for column in ordered)
     return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Drift report</title>'
-        "<style>td,th{padding:2px 8px;text-align:left}.warn{background:#fff3cd}"
-        ".alert{background:#f8d7da}</style></head><body>"
-        f"<h1>Drift report</h1><ul>{facts}</ul><p><strong>{html.escape(verdict(report))}"
-        f"</strong></p><table><tr>{cells('th', HEADER)}</tr>{body}</table></body></html>\n"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
+        f"<title>Drift report</title><style>{STYLE}</style></head><body>"
+        f'<h1>Drift report</h1><p id="summary"><strong>{html.escape(summary(report))}'
+        f"</strong></p><ul>{facts}</ul><table><tr>{cells('th', HEADER)}</tr>{table}</table>"
+        f"<h2>Predictions</h2>{prediction or '<p>no predictions compared</p>'}"
+        f"<h2>Features, most drifted first</h2>{features}</body></html>\n"
     )
 
 
 def write_reports(
-    report: DriftReport, model: LoadedModel, current: Path, output: Path, kind: str
+    report: DriftReport, model: LoadedModel, current: Path, output: Path, kinds: list[str]
 ) -> list[Path]:
-    """drift.json plus drift.md or drift.html in `output`."""
+    """drift.json plus drift.md and/or drift.html in `output`."""
     output.mkdir(parents=True, exist_ok=True)
     document: dict[str, Any] = {
         "model": {"name": model.name, "version": model.version, "source": model.source},
@@ -86,7 +143,9 @@ def write_reports(
     }
     data = output / "drift.json"
     data.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    readable = output / f"drift.{kind}"
-    text = markdown(report, model, current) if kind == "md" else html_page(report, model, current)
-    readable.write_text(text, encoding="utf-8")
-    return [data, readable]
+    written = [data]
+    for kind in dict.fromkeys(kinds):
+        page = markdown if kind == "md" else html_page
+        written.append(output / f"drift.{kind}")
+        written[-1].write_text(page(report, model, current), encoding="utf-8")
+    return written
