@@ -63,7 +63,7 @@ STYLE = (
     "body{font-family:sans-serif;max-width:980px;margin:1em auto;padding:0 1em}"
     "td,th{padding:2px 8px;text-align:left}.warn{background:#fff3cd}"
     ".alert{background:#f8d7da}section{border-top:1px solid #ccc;margin-top:1em}"
-    "h2 small{font-weight:normal;padding:0 6px}"
+    "h3 small{font-weight:normal;padding:0 6px}summary{cursor:pointer;margin:1em 0}"
 )
 
 
@@ -103,31 +103,42 @@ def section(column: ColumnDrift, kind: str) -> str:
     )
     return (
         f'<section class="{kind} {column.status}" id="{kind}-{name}">'
-        f"<h2>{name}<small>{html.escape(column.status)}</small></h2>"
+        f"<h3>{name}<small>{html.escape(column.status)}</small></h3>"
         f"<p>{html.escape(' · '.join(facts))}</p>{chart}</section>"
     )
 
 
 def html_page(report: DriftReport, model: LoadedModel, current: Path) -> str:
+    """Summary, drifted features with their charts, the rest folded, predictions, a table."""
+
     def cells(tag: str, values: list[str]) -> str:
         return "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in values)
 
     ordered = by_drift(report)
+    moved = "".join(section(column, "feature") for column in ordered if column.status != "ok")
+    steady = [column for column in ordered if column.status == "ok"]
+    if steady:
+        moved += (
+            f"<details><summary>{len(steady)} features within the limits</summary>"
+            + "".join(section(column, "feature") for column in steady)
+            + "</details>"
+        )
     table = "".join(
         f'<tr class="{html.escape(values[-1])}">{cells("td", values)}</tr>'
         for values in (row(column) for column in ordered)
     )
     facts = "".join(f"<li>{html.escape(text)}</li>" for text in heading(report, model, current))
     prediction = section(report.prediction, "prediction") if report.prediction else ""
-    features = "".join(section(column, "feature") for column in ordered)
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
         f"<title>Drift report</title><style>{STYLE}</style></head><body>"
         f'<h1>Drift report</h1><p id="summary"><strong>{html.escape(summary(report))}'
-        f"</strong></p><ul>{facts}</ul><table><tr>{cells('th', HEADER)}</tr>{table}</table>"
+        f"</strong></p><ul>{facts}</ul>"
+        f'<h2>Features, most drifted first</h2><div id="features">{moved}</div>'
         f"<h2>Predictions</h2>{prediction or '<p>no predictions compared</p>'}"
-        f"<h2>Features, most drifted first</h2>{features}</body></html>\n"
+        f"<h2>Every column</h2><table><tr>{cells('th', HEADER)}</tr>{table}</table>"
+        "</body></html>\n"
     )
 
 
