@@ -18,8 +18,9 @@ once to warm up, then `--repeats` timed runs:
 
 Prints the wall time of every run, the best wall and CPU time of each, the ratios
 evidently / ours (target >= 20, on wall time: evidently spends part of its work on more
-than one thread, so its CPU time can exceed its wall time) and the columns each flags
-(ours: status "alert"; target: the same set). Exits non-zero only when something fails
+than one thread, so its CPU time can exceed its wall time), the columns each flags
+(ours: status "alert"; target: the same set), and what writing the Markdown and HTML
+reports adds to `compare` (target: at most x2). Exits non-zero only when something fails
 to run, not when a target is missed.
 
     .venv/bin/python bench/drift.py [--rows 100000] [--repeats 3] [--shift 0.6]
@@ -42,6 +43,7 @@ from project import TOOLS, default_project, run
 MODULE = "my_ml_service"
 EVIDENTLY = ["evidently>=0.7,<0.8", "pandas<3"]
 TARGET_RATIO = 20.0
+REPORT_RATIO = 2.0  # the readable reports may at most double the check's time
 # The planted shifts: this numeric column's mean moves, this categorical column gets a
 # new dominant category.
 SHIFTED_NUMERIC = "num_00_normal"
@@ -93,7 +95,9 @@ OURS = """
 import json, sys, time
 import numpy as np
 import pandas as pd
+from types import SimpleNamespace
 from MODULE.monitoring.drift import compare
+from MODULE.monitoring.report import html_page, markdown
 from MODULE.profile import categorical_entry, numeric_entry
 
 directory, repeats = sys.argv[1], int(sys.argv[2])
@@ -133,9 +137,20 @@ def timed(function):
 full, report = timed(lambda: compare(profile_of(reference), arrays(current)))
 profile, columns = profile_of(reference), arrays(current)
 alone, _ = timed(lambda: compare(profile, columns))
+model = SimpleNamespace(name="bench", version="1", source="bench")
+
+
+def with_reports():
+    found = compare(profile, columns)
+    return markdown(found, model, "current.csv"), html_page(found, model, "current.csv")
+
+
+reported, (_, page) = timed(with_reports)
 print(json.dumps({
     "full": full,
     "alone": alone,
+    "reported": reported,
+    "html_bytes": len(page.encode()),
     "flagged": report.drifted,
     "warned": [c.name for c in report.features if c.status == "warn"],
     "scores": {c.name: c.psi for c in report.features},
@@ -294,6 +309,7 @@ def report(ours: dict[str, Any], theirs: dict[str, Any], args: argparse.Namespac
     rows = [
         ("ours: profile + compare", ours["full"]),
         ("ours: compare alone", ours["alone"]),
+        ("ours: compare + Markdown + HTML", ours["reported"]),
         (f"evidently {theirs['evidently']} DataDriftPreset", theirs["full"]),
     ]
     print(f"  {'':<36}{'wall s':>9}{'CPU s':>9}   wall s of every run")
@@ -325,6 +341,13 @@ def report(ours: dict[str, Any], theirs: dict[str, Any], args: argparse.Namespac
             f"  largest score of the {len(others)} unshifted columns: ours PSI "
             f"{ours['scores'][mine]:.4f} ({mine}), evidently {theirs['scores'][top]:.4f} ({top})"
         )
+
+    with_reports = best(ours["reported"]) / best(ours["alone"])
+    print(
+        f"reports: compare + Markdown + HTML ({ours['html_bytes'] / 1000:.0f} kB) x"
+        f"{with_reports:.2f} the time of compare alone (target <= {REPORT_RATIO:g}): "
+        f"{'meets' if with_reports <= REPORT_RATIO else 'MISSES'} it"
+    )
 
     def meets(value: float) -> str:
         return "meets" if value >= TARGET_RATIO else "MISSES"

@@ -132,7 +132,8 @@ def test_the_drift_report_fetches_nothing_and_draws_its_first_screen(
 ) -> None:
     control = tmp_path / "control.html"
     control.write_text('<!doctype html><img src="http://127.0.0.1:9/x.png">', encoding="utf-8")
-    chromium(tmp_path / "control", f"--log-net-log={tmp_path / 'control.json'}", control.as_uri())
+    net_log = f"--log-net-log={tmp_path / 'control.json'}"
+    chromium(tmp_path / "control", net_log, "--dump-dom", control.as_uri())  # exits once loaded
     assert page_requests(tmp_path / "control.json") == ["http://127.0.0.1:9/x.png"]
 
     shot, log = tmp_path / "first-screen.png", tmp_path / "net.json"
