@@ -17,14 +17,36 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from {{ cookiecutter.module_name }}.artifact import load_pipeline
-from {{ cookiecutter.module_name }}.config import Params, Paths, Settings, Task, load_params
-from {{ cookiecutter.module_name }}.data import prepare, read_split
-from {{ cookiecutter.module_name }}.evaluate import evaluate
-from {{ cookiecutter.module_name }}.figures import permutation_importance
-from {{ cookiecutter.module_name }}.registry import register
-from {{ cookiecutter.module_name }}.schema import FeatureSchema, to_model_frame
-from {{ cookiecutter.module_name }}.train import train
+from {{ cookiecutter.module_name }}.artifact import (
+    load_pipeline,
+)
+from {{ cookiecutter.module_name }}.config import (
+    Params,
+    Paths,
+    Settings,
+    Task,
+    load_params,
+)
+from {{ cookiecutter.module_name }}.data import (
+    prepare,
+    read_split,
+)
+from {{ cookiecutter.module_name }}.evaluate import (
+    evaluate,
+)
+from {{ cookiecutter.module_name }}.figures import (
+    permutation_importance,
+)
+from {{ cookiecutter.module_name }}.registry import (
+    register,
+)
+from {{ cookiecutter.module_name }}.schema import (
+    FeatureSchema,
+    to_model_frame,
+)
+from {{ cookiecutter.module_name }}.train import (
+    train,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES: dict[str, set[str]] = {
