@@ -46,7 +46,12 @@ GITHUB_COMBINATIONS = [
 READ = {"contents": "read"}
 # Least privilege: every job's permissions (a job without its own gets the top level's).
 PERMISSIONS: dict[str, dict[str, dict[str, str]]] = {
-    "ci.yml": {"test": READ, "audit": READ, "image": READ},
+    "ci.yml": {
+        "test": READ,
+        "audit": READ,
+        "image": READ,
+        "deploy": {"contents": "read", "packages": "write"},
+    },
     "train.yml": {"train": READ, "lock": {"contents": "write", "pull-requests": "write"}},
     "deploy.yml": {
         "image": {"contents": "read", "packages": "write"},
@@ -77,13 +82,19 @@ RUN_HERE = {
 NOT_RUN_HERE = {
     ("ci.yml", "audit"): "pip-audit asks PyPI, whose answer changes as advisories are published",
     ("ci.yml", "image"): "Docker builds on GitHub's cache; Trivy's action and its DB are GitHub's",
+    ("ci.yml", "deploy"): "calls deploy.yml, whose jobs are listed here on their own",
     ("deploy.yml", "image"): "pushes to ghcr.io",
     ("deploy.yml", "staging"): "a cluster (its targets run here against a stand-in kubectl)",
     ("deploy.yml", "production"): "a cluster (its targets run here against a stand-in kubectl)",
     ("train.yml", "lock"): "opens a pull request, and runs none of the project's code",
     ("drift.yml", "alert"): "files an issue, and runs none of the project's code",
 }
-PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
+# An action by the commit a release tag named, the release in a comment (Dependabot keeps
+# both current); a moved tag cannot change what runs.
+PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}")
+PINNED_LINE = re.compile(r"\s*(- )?uses: [\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40} # v\d+\.\d+\.\d+")
+# A job that calls a reusable workflow of the repository.
+LOCAL_WORKFLOW = re.compile(r"\./\.github/workflows/[\w-]+\.yml")
 # The one kind of condition a step here is gated with: a path of the project exists.
 HASH_FILES = re.compile(r"hashFiles\('([^']+)'\) != ''")
 # Jobs gated on the Kubernetes manifests, through the image job's output.
@@ -133,7 +144,7 @@ def referenced_targets(project: BakedProject) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for name in rendered_workflows(project):
         for job_name, job in load(project, name)["jobs"].items():
-            for step in job["steps"]:
+            for step in job.get("steps", []):
                 if "run" in step and active(project, job, step):
                     for target in make_targets(step["run"]):
                         found.setdefault(target, set()).add(f"{name}:{job_name}")
@@ -245,14 +256,16 @@ def test_permissions_are_least_privilege(baked: BakedProject) -> None:
             if (name, job_name) in NO_PROJECT_CODE:
                 scripts = [step["run"] for step in job["steps"] if "run" in step]
                 assert [make_targets(script) for script in scripts if make_targets(script)] == []
-                used = {step["uses"].split("@")[0] for step in job["steps"] if "uses" in step}
+                used = {
+                    step["uses"].split("@")[0] for step in job.get("steps", []) if "uses" in step
+                }
                 assert used <= WRITING_JOB_ACTIONS, f"{name}:{job_name}"
 
 
 def test_scripts_take_no_expressions_and_print_no_secret(baked: BakedProject) -> None:
     for name in rendered_workflows(baked):
         for job_name, job in load(baked, name)["jobs"].items():
-            for step in job["steps"]:
+            for step in job.get("steps", []):
                 if "run" not in step:
                     continue
                 where = f"{name}:{job_name}:{step.get('name', step['run'][:40])}"
@@ -278,7 +291,7 @@ def test_expressions_name_what_exists(baked: BakedProject) -> None:
         declared_inputs = set(dispatch.get("inputs", {}))
         for job_name, job in workflow["jobs"].items():
             text = yaml.safe_dump(job)
-            ids = {step["id"] for step in job["steps"] if "id" in step}
+            ids = {step["id"] for step in job.get("steps", []) if "id" in step}
             needs = job.get("needs", [])
             needs = {needs} if isinstance(needs, str) else set(needs)
             where = f"{name}:{job_name}"
@@ -294,7 +307,7 @@ def test_expressions_name_what_exists(baked: BakedProject) -> None:
 def test_checkout_keeps_no_credentials_and_actions_are_pinned(baked: BakedProject) -> None:
     for name in rendered_workflows(baked):
         for job_name, job in load(baked, name)["jobs"].items():
-            for step in job["steps"]:
+            for step in job.get("steps", []):
                 uses = step.get("uses")
                 if uses is None:
                     continue
@@ -308,12 +321,98 @@ def test_checkout_keeps_no_credentials_and_actions_are_pinned(baked: BakedProjec
 def test_concurrency_and_timeouts(baked: BakedProject) -> None:
     for name in rendered_workflows(baked):
         workflow = load(baked, name)
-        assert workflow["concurrency"]["group"], name
+        if name != "deploy.yml":  # its groups are per environment, at job level (below)
+            assert workflow["concurrency"]["group"], name
         for job_name, job in workflow["jobs"].items():
+            if LOCAL_WORKFLOW.fullmatch(job.get("uses", "")):
+                continue  # the called workflow's jobs have their own timeouts
             assert 0 < job["timeout-minutes"] <= 120, f"{name}:{job_name}"
-    # deployments and retraining queue; nothing cancels them half-way
-    for name in ("deploy.yml", "train.yml"):
-        assert load(baked, name)["concurrency"]["cancel-in-progress"] is False
+    # retraining queues; nothing cancels it half-way
+    assert load(baked, "train.yml")["concurrency"]["cancel-in-progress"] is False
+
+
+def test_each_environment_deploys_one_run_at_a_time_and_rollback_waits_for_none(
+    baked: BakedProject,
+) -> None:
+    deploy = load(baked, "deploy.yml")
+    assert "concurrency" not in deploy  # one group for all would queue a rollback behind it
+    jobs = deploy["jobs"]
+    for environment in ("staging", "production"):
+        job = jobs[environment]
+        assert job["environment"] == environment
+        assert job["concurrency"] == {
+            "group": f"deploy-{environment}",
+            "cancel-in-progress": False,
+        }
+    assert "concurrency" not in jobs["rollback"]
+    assert "needs" not in jobs["rollback"]  # by hand only: it waits for no deployment
+    assert jobs["rollback"]["if"] == "github.event_name == 'workflow_dispatch'"
+    # a failed release is rolled back inside the approved production job, not by a job
+    # that would wait for a reviewer again
+    production = jobs["production"]["steps"]
+    undo = [step for step in production if "k8s-rollback" in make_targets(step.get("run", ""))]
+    assert [step["if"] for step in undo] == ["failure() && steps.rollout.outputs.started == 'true'"]
+    names = [step.get("name", "") for step in production]
+    assert names.index(undo[0]["name"]) > names.index("Rollout begins")
+
+
+def test_delivery_follows_ci_on_the_same_commit(baked: BakedProject) -> None:
+    ci, deploy = load(baked, "ci.yml"), load(baked, "deploy.yml")
+    # only release tags (v and three numbers) start a delivery; any tag would reach production
+    assert ci["on"]["push"] == {"branches": ["main"], "tags": ["v[0-9]+.[0-9]+.[0-9]+"]}
+    caller = ci["jobs"]["deploy"]
+    assert caller["uses"] == "./.github/workflows/deploy.yml"
+    assert caller["needs"] == "test"
+    assert caller["if"] == "github.event_name == 'push'"
+    assert caller["secrets"] == "inherit"
+    # deploy.yml starts from nothing else: no push of its own beside CI
+    assert set(deploy["on"]) == {"workflow_call", "workflow_dispatch"}
+    assert deploy["on"]["workflow_call"] is None
+    assert set(deploy["on"]["workflow_dispatch"]["inputs"]["rollback"]["options"]) == {
+        "staging",
+        "production",
+    }
+    jobs = deploy["jobs"]
+    assert jobs["image"]["if"] == "github.event_name != 'workflow_dispatch'"
+    assert jobs["production"]["if"].startswith("github.ref_type == 'tag' && ")
+    assert jobs["production"]["needs"] == ["image", "staging"]
+
+
+def test_deployments_apply_the_digests_the_build_pushed(baked: BakedProject) -> None:
+    jobs = load(baked, "deploy.yml")["jobs"]
+    image = jobs["image"]
+    builds = {
+        step["id"]: step
+        for step in image["steps"]
+        if step.get("uses", "").startswith("docker/build-push-action@")
+    }
+    assert set(builds) == {"serve-build", "train-build"}
+    assert all(step["with"]["push"] is True for step in builds.values())
+    assert image["outputs"]["serve-digest"] == "${{ steps.serve-build.outputs.digest }}"
+    assert image["outputs"]["train-digest"] == "${{ steps.train-build.outputs.digest }}"
+    for environment in ("staging", "production"):
+        [release] = [
+            step
+            for step in jobs[environment]["steps"]
+            if "k8s-release" in make_targets(step.get("run", ""))
+        ]
+        assert release["env"]["DIGEST"] == "${{ needs.image.outputs.serve-digest }}"
+        assert release["env"]["TRAIN_DIGEST"] == "${{ needs.image.outputs.train-digest }}"
+        assert 'DIGEST="$DIGEST" TRAIN_DIGEST="$TRAIN_DIGEST"' in release["run"]
+        assert "TAG" not in release["env"]
+    # a release ships the registry's champion, or fails: never a model trained on the runner
+    [model] = [step for step in image["steps"] if "export-model" in step.get("run", "")]
+    assert '"$GITHUB_REF_TYPE" = tag' in model["run"]
+    assert "::error::" in model["run"]
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_release(baked: BakedProject) -> None:
+    for name in rendered_workflows(baked):
+        for number, line in enumerate(baked.read(f".github/workflows/{name}").splitlines(), 1):
+            if re.match(r"\s*(- )?uses: ", line) and not LOCAL_WORKFLOW.search(line):
+                assert PINNED_LINE.fullmatch(line), f"{name}:{number}: {line.strip()}"
+    dependabot = yaml.safe_load(baked.read(".github/dependabot.yml"))
+    assert "github-actions" in [update["package-ecosystem"] for update in dependabot["updates"]]
 
 
 def test_ci_gates_the_optional_checks_on_their_files(baked: BakedProject) -> None:
@@ -359,10 +458,10 @@ def test_every_job_is_run_here_or_says_why_not(baked: BakedProject) -> None:
 
 def test_the_api_image_is_scanned_as_it_was_built(baked: BakedProject) -> None:
     job = load(baked, "ci.yml")["jobs"]["image"]
-    steps = job["steps"]
+    steps = job.get("steps", [])
     serve = next(step for step in steps if step.get("with", {}).get("target") == "serve")
     (scan,) = [step for step in steps if step.get("uses", "").startswith("aquasecurity/trivy-")]
-    assert scan["uses"].startswith("aquasecurity/trivy-action@v")
+    assert scan["uses"].startswith("aquasecurity/trivy-action@")
     # the scan reads the image the build loaded into the runner's Docker, under that name
     assert serve["with"]["load"] is True
     assert serve["with"]["tags"] == scan["with"]["image-ref"] == "${{ env.API_IMAGE }}"
@@ -377,7 +476,9 @@ def test_the_audit_job_runs_pip_audit_on_exactly_the_lock(
     baked: BakedProject, answers: dict[str, Any], tmp_path: Path
 ) -> None:
     job = load(baked, "ci.yml")["jobs"]["audit"]
-    assert [make_targets(step["run"]) for step in job["steps"] if "run" in step] == [["audit"]]
+    assert [make_targets(step["run"]) for step in job.get("steps", []) if "run" in step] == [
+        ["audit"]
+    ]
     assert "needs" not in job  # it fails on its own, whatever the tests say
     ignore = baked.read(".pip-audit-ignore")
     assert all(line.startswith("#") for line in ignore.splitlines())  # no ID as rendered
@@ -459,11 +560,24 @@ def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_
         )
         if doc and doc["kind"] == "Service"
     ]
-    for overlay in ("staging", "production", "canary"):
+    serve_digest, train_digest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    # as CI deploys (by the digests its build pushed), and by hand with a tag
+    releases = {
+        "staging": (
+            [f"DIGEST={serve_digest}", f"TRAIN_DIGEST={train_digest}"],
+            f"{image}@{serve_digest}",
+            f"{image}-train@{train_digest}",
+        ),
+        "production": (
+            [f"DIGEST={serve_digest}", f"TRAIN_DIGEST={train_digest}"],
+            f"{image}@{serve_digest}",
+            f"{image}-train@{train_digest}",
+        ),
+        "canary": (["TAG=0123abc"], f"{image}:0123abc", f"{image}-train:0123abc"),
+    }
+    for overlay, (refs, api_image, train_image) in releases.items():
         log.unlink(missing_ok=True)
-        baked.check(
-            "make", "k8s-release", f"ENV={overlay}", f"IMAGE={image}", "TAG=0123abc", env=env
-        )
+        baked.check("make", "k8s-release", f"ENV={overlay}", f"IMAGE={image}", *refs, env=env)
         docs = [doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc]
         deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
         assert len(deployments) == 1
@@ -472,10 +586,10 @@ def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_
         assert {doc["metadata"].get("namespace", namespace) for doc in docs} == {namespace}
         containers = deployments[0]["spec"]["template"]["spec"]["containers"]
         assert containers[0]["name"] == "api"
-        assert containers[0]["image"] == f"{image}:0123abc"
+        assert containers[0]["image"] == api_image
         for cronjob in (doc for doc in docs if doc["kind"] == "CronJob"):
             job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            assert [c["image"] for c in job["containers"]] == [f"{image}-train:0123abc"]
+            assert [c["image"] for c in job["containers"]] == [train_image]
         assert log.read_text("utf-8").splitlines() == [
             f"apply -k build/k8s/release-{overlay}",
             f"-n {namespace} rollout status deployment/{name} --timeout=10m",
@@ -491,6 +605,16 @@ def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_
         service = next(doc for doc in services if doc["metadata"]["namespace"] == namespace)
         assert 80 in [port["port"] for port in service["spec"]["ports"]]
         assert f"-n {namespace} port-forward service/{service['metadata']['name']} " in smoke
+    # a digest that is not one, or half a pair, applies nothing
+    for refs in (
+        [f"DIGEST={serve_digest}", "TRAIN_DIGEST=latest"],
+        [f"DIGEST={serve_digest}"],
+    ):
+        log.unlink(missing_ok=True)
+        refused = baked.run("make", "k8s-release", "ENV=staging", f"IMAGE={image}", *refs, env=env)
+        assert refused.returncode != 0, refs
+        assert "sha256:<64 hex" in refused.stderr, refused.stderr
+        assert not log.exists()
     # ENV never reaches a shell unchecked
     bad = baked.run("make", "k8s-release", "ENV=staging; touch pwned", env=env)
     assert bad.returncode != 0
@@ -532,7 +656,7 @@ def run_job(
         **(env or {}),
     }
     outputs: dict[str, str] = {}
-    for step in job["steps"]:
+    for step in job.get("steps", []):
         if "uses" in step:
             continue
         condition = step.get("if")

@@ -44,16 +44,21 @@ k8s-switch: ## Blue-green: the Service selects COLOR, in the overlay's live.yaml
 	  echo "  kubectl apply -k $(K8S_BLUE_GREEN)"; \
 	fi
 
-# A release: ENV's overlay with the API image $(IMAGE):$(TAG) and the jobs'
-# $(IMAGE)-train:$(TAG), through build/k8s/release-<ENV>/kustomization.yaml, which
+# A release: ENV's overlay with the API image and the jobs' $(IMAGE)-train, by digest
+# (DIGEST and TRAIN_DIGEST, sha256:…, what CI's build pushed: the same bytes whatever a tag
+# points at later) or by TAG, through build/k8s/release-<ENV>/kustomization.yaml, which
 # patches the images (nothing under deploy/ changes); kubectl's current context.
+K8S_API_IMAGE = $(if $(DIGEST),$(IMAGE)@$(DIGEST),$(IMAGE):$(TAG))
+K8S_TRAIN_IMAGE = $(if $(TRAIN_DIGEST),$(IMAGE)-train@$(TRAIN_DIGEST),$(IMAGE)-train:$(TAG))
+K8S_RELEASE_USAGE = usage: make k8s-release ENV=<overlay> IMAGE=<name> DIGEST=sha256:<64 hex> \
+  TRAIN_DIGEST=sha256:<64 hex> (or TAG=<tag> for both)
 K8S_ENV = $(if $(and $(filter 1,$(words $(ENV))),$(filter $(ENV),$(K8S_OVERLAYS))),$(ENV),$(error ENV=$(ENV): use one of $(K8S_OVERLAYS)))
 # ENV=blue-green releases to the idle colour and leaves the live one alone (the apply
 # skips its objects); `make k8s-switch` then gives the idle colour the traffic.
 K8S_NAMESPACE = {{ cookiecutter.project_slug }}-$(if $(filter canary blue-green,$(K8S_ENV)),production,$(K8S_ENV))
 K8S_DEPLOYMENT = {{ cookiecutter.project_slug }}$(if $(filter canary,$(K8S_ENV)),-canary)$(if $(filter blue-green,$(K8S_ENV)),-$(K8S_IDLE_COLOR))
 K8S_APPLY_SELECTOR = $(if $(filter blue-green,$(K8S_ENV)), -l 'color!=$(K8S_LIVE_COLOR)')
-K8S_RELEASED = $(IMAGE):$(TAG) runs in $(K8S_DEPLOYMENT), idle. To make it live: its newTag in \
+K8S_RELEASED = $(K8S_API_IMAGE) runs in $(K8S_DEPLOYMENT), idle. To make it live: its newTag in \
   $(K8S_BLUE_GREEN)/$(K8S_IDLE_COLOR)/kustomization.yaml and make k8s-switch COLOR=$(K8S_IDLE_COLOR), \
   committed together, then kubectl apply -k $(K8S_BLUE_GREEN)
 K8S_NO_ROLLBACK = ENV=blue-green rolls back by switching the traffic to the other colour, \
@@ -64,7 +69,14 @@ K8S_SMOKE_PORT ?= 18080
 
 .PHONY: k8s-release k8s-smoke k8s-rollback
 
-k8s-release: ## Apply overlay ENV with IMAGE:TAG (jobs: IMAGE-train:TAG), wait for the rollout
+k8s-release: ## Apply overlay ENV with IMAGE@DIGEST (jobs: IMAGE-train@TRAIN_DIGEST) or :TAG, wait for the rollout
+	@test -n "$(IMAGE)" || { echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; }
+	@if [ -n "$(DIGEST)$(TRAIN_DIGEST)" ]; then \
+	  for digest in '$(DIGEST)' '$(TRAIN_DIGEST)'; do \
+	    printf '%s\n' "$$digest" | grep -Eqx 'sha256:[0-9a-f]{64}' || \
+	      { echo "DIGEST and TRAIN_DIGEST: sha256:<64 hex digits> each, not '$$digest'" >&2; exit 2; }; \
+	  done; \
+	elif [ -z "$(TAG)" ]; then echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; fi
 	@mkdir -p $(K8S_RELEASE_DIR)
 	@printf '%s\n' \
 	  'apiVersion: kustomize.config.k8s.io/v1beta1' \
@@ -78,13 +90,13 @@ k8s-release: ## Apply overlay ENV with IMAGE:TAG (jobs: IMAGE-train:TAG), wait f
 	  '    patch: |-' \
 	  '      - op: replace' \
 	  '        path: /spec/template/spec/containers/0/image' \
-	  '        value: $(IMAGE):$(TAG)' \
+	  '        value: $(K8S_API_IMAGE)' \
 	  '  - target:' \
 	  '      kind: CronJob' \
 	  '    patch: |-' \
 	  '      - op: replace' \
 	  '        path: /spec/jobTemplate/spec/template/spec/containers/0/image' \
-	  '        value: $(IMAGE)-train:$(TAG)' \
+	  '        value: $(K8S_TRAIN_IMAGE)' \
 	  > $(K8S_RELEASE_DIR)/kustomization.yaml
 	kubectl apply -k $(K8S_RELEASE_DIR)$(K8S_APPLY_SELECTOR)
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
