@@ -345,6 +345,48 @@ def test_metric_names_of_a_query() -> None:
     assert metric_names(expr) == {"x_bucket", "y_total", "z"}
 
 
+AGGREGATION = re.compile(
+    r"\b(sum|avg|min|max|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*"
+    r"(?:(by|without)\s*\(([^)]*)\))?\s*\("
+)
+# Label-less results: one for all environments.
+LABEL_LESS = re.compile(r"\b(scalar|vector)\s*\(|\bon\s*\(\s*\)")
+
+
+def namespace_losses(expr: str) -> list[str]:
+    """The parts of `expr` that merge environments: an aggregation not `by` namespace (or
+    `without` it), on() matching, scalar() or vector()."""
+    lost = [match.group(0) for match in LABEL_LESS.finditer(expr)]
+    for match in AGGREGATION.finditer(expr):
+        clause, labels = (
+            match.group(2),
+            {label.strip() for label in (match.group(3) or "").split(",")},
+        )
+        if clause is None or (clause == "by") != ("namespace" in labels):
+            lost.append(match.group(0))
+    return lost
+
+
+def test_namespace_losses_of_a_query() -> None:
+    assert namespace_losses("sum by (namespace, route) (rate(x[5m])) > 0") == []
+    assert namespace_losses("max without (instance) (x) and on (namespace) y") == []
+    assert namespace_losses("sum(rate(x[5m])) or vector(0)") == ["vector(", "sum("]
+    assert namespace_losses("a > on() max by (route) (b)") == ["on()", "max by (route) ("]
+    assert namespace_losses("count without (namespace) (x) >= scalar(y)") == [
+        "scalar(",
+        "count without (namespace) (",
+    ]
+
+
+def test_every_aggregation_keeps_the_namespace(monitored: BakedProject) -> None:
+    """One Prometheus may watch staging and production: no rule adds them together."""
+    rules = all_rules(monitored)
+    assert len(rules) > 10
+    for rule in rules:
+        name = rule.get("alert") or rule["record"]
+        assert namespace_losses(rule["expr"]) == [], name
+
+
 # --- compose ------------------------------------------------------------------------------
 
 
