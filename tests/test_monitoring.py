@@ -206,6 +206,21 @@ def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
     assert any("ml:live_metric" in expr for expr in checked), "the live metrics are tested"
 
 
+def test_a_missing_tool_fails_the_check_only_when_required(
+    monitored: BakedProject, tmp_path: Path
+) -> None:
+    make = shutil.which("make")
+    assert make is not None
+    bare = {"PATH": str(tmp_path)}  # neither promtool nor amtool
+    skipped = monitored.run(make, "monitoring-check", env=bare)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "promtool not found" in skipped.stdout
+    assert "amtool not found" in skipped.stdout
+    required = monitored.run(make, "monitoring-check", "MONITORING_TOOLS=required", env=bare)
+    assert required.returncode != 0
+    assert "promtool not found" in required.stdout
+
+
 def test_prometheus_config_points_at_the_stack(monitored: BakedProject) -> None:
     config = load(monitored, PROMETHEUS)
     config_dir = (monitored.path / PROMETHEUS).parent
