@@ -502,12 +502,16 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
         (config,) = of_kind(docs, "ConfigMap")
         assert {"BATCH_INPUT_URL", "BATCH_OUTPUT_URL"} <= set(config["data"])
         if answers["monitoring"] == "prometheus":
-            drift = one(docs, "CronJob", f"{slug}-drift")["spec"]["jobTemplate"]["spec"]
+            cronjob = one(docs, "CronJob", f"{slug}-drift")["spec"]
+            assert cronjob["suspend"] is True, "suspended until DRIFT_CURRENT_URL is set"
+            drift = cronjob["jobTemplate"]["spec"]
             script = drift["template"]["spec"]["containers"][0]["args"][0]
             assert f"exec {slug} drift --current current.csv --alias champion" in script
-            (rule,) = drift["podFailurePolicy"]["rules"]
-            assert rule["action"] == "FailJob"
-            assert rule["onExitCodes"]["values"] == [1, 2], "drift and bad input: no retry"
+            fail, ignore = drift["podFailurePolicy"]["rules"]
+            assert fail["action"] == "FailJob"
+            # drift and a problem to fix end the Job; 3, could not check, is retried
+            assert fail["onExitCodes"]["values"] == [1, 2]
+            assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 
 
 def test_names_fit_kubernetes_limits(rendered: dict[str, list[Doc]]) -> None:

@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -789,6 +790,79 @@ rows = [Stored(f"id-{{n}}", 1.0e9, "m", "1", "champion", None, 1, [0.1, 0.9]) fo
 store.add_predictions(rows)
 store.add_labels([(row.id, 1 if right else 0) for row in rows])
 """
+
+
+@pytest.mark.e2e
+@pytest.mark.xdist_group("workflows-e2e")
+def test_the_drift_cronjob_script_tells_its_three_outcomes_apart(
+    installed: BakedProject, ci_runner: Path, tmp_path: Path
+) -> None:
+    """The drift CronJob's script as kustomize renders it, run here with the project's
+    environment for the image's: 0 no drift, 1 drift, 2 a problem to fix (the Job ends),
+    3 could not check (the Job retries: the podFailurePolicy fails the Job on 1 and 2 only)."""
+    slug = installed.path.name
+    docs = yaml.safe_load_all(
+        installed.check("kubectl", "kustomize", "deploy/k8s/overlays/production").stdout
+    )
+    [cronjob] = [
+        doc
+        for doc in docs
+        if doc and doc["kind"] == "CronJob" and doc["metadata"]["name"] == f"{slug}-drift"
+    ]
+    assert cronjob["spec"]["suspend"] is True, "nothing to check until DRIFT_CURRENT_URL is set"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    [fail, ignore] = job["podFailurePolicy"]["rules"]
+    assert fail["action"] == "FailJob"
+    assert fail["onExitCodes"]["values"] == [1, 2]
+    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    [container] = job["template"]["spec"]["containers"]
+    script = container["args"][0]
+    sample = installed.path / "data/raw/sample.csv"
+    shifted = tmp_path / "shifted.csv"
+    installed.check(
+        ".venv/bin/python",
+        "-c",
+        "import pandas as pd, sys; frame = pd.read_csv(sys.argv[1]).drop(columns=['target']); "
+        "frame['mean_radius'] *= 2; frame.to_csv(sys.argv[2], index=False)",
+        str(sample),
+        str(shifted),
+    )
+    registry = f"sqlite:///{installed.path / 'mlflow.db'}"
+    cases = {
+        "no drift": ({"DRIFT_CURRENT_URL": sample.as_uri()}, 0),
+        "drift": ({"DRIFT_CURRENT_URL": shifted.as_uri()}, 1),
+        "no URL": ({}, 2),
+        "no file there": ({"DRIFT_CURRENT_URL": (tmp_path / "absent.csv").as_uri()}, 2),
+        "no backend for it": ({"DRIFT_CURRENT_URL": "nosuchprotocol://bucket/x.csv"}, 2),
+        "storage out of reach": ({"DRIFT_CURRENT_URL": "ftp://127.0.0.1:9/x.csv"}, 3),
+        "registry out of reach": (
+            {
+                "DRIFT_CURRENT_URL": sample.as_uri(),
+                "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            },
+            3,
+        ),
+    }
+    path = f"{installed.path / '.venv/bin'}{os.pathsep}{os.environ['PATH']}"
+    for case, (variables, expected) in cases.items():
+        workspace = tmp_path / case.replace(" ", "-")
+        workspace.mkdir()
+        env = {"PATH": path, "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": registry, **variables}
+        if "DRIFT_CURRENT_URL" not in variables:
+            env["DRIFT_CURRENT_URL"] = ""
+        result = subprocess.run(
+            [*container["command"], script],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == expected, f"{case}: {output[-2000:]}"
+        assert "Traceback" not in output, f"{case}: {output[-2000:]}"
 
 
 @pytest.mark.e2e

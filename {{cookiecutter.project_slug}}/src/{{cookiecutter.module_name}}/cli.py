@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Paths, Settings, env_name, load_params, settings_errors
-from .errors import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, DataError, ProjectError
+from .errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    DataError,
+    ProjectError,
+)
 from .outages import explain
 
 if TYPE_CHECKING:
@@ -31,8 +38,9 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, tuple[Handler, str, str]] = {}
 EXIT_STATUS = (
     f"exit status: {EXIT_OK} done; {EXIT_ERROR} a problem to fix, printed as one `error:` line "
-    "(a file, flag, setting or parameter, a model or alias not registered, a tracking "
-    "server, database or bucket that failed)"
+    "(a file, flag, setting or parameter, a model or alias not registered); "
+    f"{EXIT_UNAVAILABLE} a tracking server, database or bucket that failed or was out of "
+    "reach, one `error:` line too (try again later)"
 )
 
 
@@ -578,4 +586,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outage is None:
             raise
         print(f"error: {outage}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_UNAVAILABLE

@@ -9,9 +9,11 @@ EXIT_OK = 0
 # Scripts and CI act on it; it is not an error.
 EXIT_CHECK_FAILED = 1
 # A problem to fix: a bad flag, setting, parameter or file, a model or alias that is not
-# registered, the quality gate, a tracking server, database or bucket that failed.
-# argparse exits 2 for a bad flag too.
+# registered, the quality gate. argparse exits 2 for a bad flag too.
 EXIT_ERROR = 2
+# Could not run: a tracking server, database or bucket it needs failed or was out of
+# reach. The same command may work later: a scheduled job retries this status only.
+EXIT_UNAVAILABLE = 3
 
 
 class ProjectError(Exception):
