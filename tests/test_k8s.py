@@ -511,7 +511,10 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
             assert fail["action"] == "FailJob"
             # drift and a problem to fix end the Job; 3, could not check, is retried
             assert fail["onExitCodes"]["values"] == [1, 2]
-            assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+            assert ignore == {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            }
 
 
 def test_names_fit_kubernetes_limits(rendered: dict[str, list[Doc]]) -> None:

@@ -814,7 +814,10 @@ def test_the_drift_cronjob_script_tells_its_three_outcomes_apart(
     [fail, ignore] = job["podFailurePolicy"]["rules"]
     assert fail["action"] == "FailJob"
     assert fail["onExitCodes"]["values"] == [1, 2]
-    assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert ignore == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
     [container] = job["template"]["spec"]["containers"]
     script = container["args"][0]
     sample = installed.path / "data/raw/sample.csv"
