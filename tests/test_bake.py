@@ -142,6 +142,8 @@ OPTION_FILES = {
         "deploy/k8s/overlays/production/namespace.yaml",
         "deploy/k8s/overlays/staging/kustomization.yaml",
         "deploy/k8s/overlays/staging/namespace.yaml",
+        "deploy/k8s/releases.py",
+        "deploy/k8s/smoke-job.yaml",
     ],
     ("monitoring", "prometheus"): [
         "make/monitoring.mk",

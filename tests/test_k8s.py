@@ -10,7 +10,6 @@ the server's settings.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ import yaml
 from baked import TOOLS_BIN, BakedProject, template_defaults
 from combinations import SUPPORTED_COMBINATIONS
 from conftest import bake_project
+from kubectl_stand_in import stand_in_kubectl
 
 Doc = dict[str, Any]
 
@@ -682,26 +682,6 @@ def test_make_k8s_switch_refuses_a_bad_color(
     assert message in result.stderr
     assert "COLOR=blue or COLOR=green" in result.stderr
     assert project_files(copied) == files
-
-
-def stand_in_kubectl(directory: Path) -> dict[str, str]:
-    """A `kubectl` that logs its arguments and, for `apply -k DIR`, renders DIR."""
-    real = shutil.which("kubectl")
-    assert real is not None
-    script = directory / "kubectl"
-    script.write_text(
-        "#!/bin/sh\n"
-        'printf "%s\\n" "$*" >> "$KUBECTL_LOG"\n'
-        f'[ "$1 $2" = "apply -k" ] && exec {real} kustomize "$3" > "$KUBECTL_APPLIED"\n'
-        "exit 0\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return {
-        "PATH": f"{directory}:{os.environ['PATH']}",
-        "KUBECTL_LOG": str(directory / "kubectl.log"),
-        "KUBECTL_APPLIED": str(directory / "applied.yaml"),
-    }
 
 
 def test_blue_green_releases_to_the_idle_color(copied: BakedProject, tmp_path: Path) -> None:

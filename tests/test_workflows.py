@@ -7,23 +7,24 @@ credentials left by checkout, no expression inside a script, no secret printed, 
 actions, concurrency groups, timeouts, the uv cache). Every `make <target>` a step runs
 is a target of the rendered Makefile, and every `<slug> <command>` those targets run is a
 command of the rendered CLI. The deploy targets run against a stand-in `kubectl` that
-renders what `kubectl apply -k` would apply.
+renders what `kubectl apply -k` would apply and keeps what was applied.
 
 End to end (marker e2e): ci.yml's test job, step by step as written, in a rendered and
 installed project (the `uses:` steps are GitHub's and skipped); then train.yml's training
 job, drift.yml's check on the pipeline's own data and on drifted data, and `make
-k8s-smoke` through a stand-in port-forward to the exported model. The jobs no test runs
+k8s-smoke`'s Job run against the exported model (tests/kubectl_stand_in.py). The jobs no test runs
 here say why in NOT_RUN_HERE: the image build and its Trivy scan, pip-audit (its answer
 changes as advisories are published), pushes, clusters.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shlex
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +34,7 @@ import yaml
 from baked import TEMPLATE_DIR, TOOLS_BIN, BakedProject, free_port, template_defaults
 from combinations import SUPPORTED_COMBINATIONS
 from conftest import bake_project, install_project, setup_env
+from kubectl_stand_in import stand_in_kubectl
 
 WORKFLOWS = ("ci.yml", "train.yml", "deploy.yml", "drift.yml", "batch.yml")
 
@@ -167,34 +169,6 @@ def cli_calls(project: BakedProject, dry_run: str) -> set[str]:
     """`<slug> <command>` in make's dry-run output (not the slug inside paths and names)."""
     slug = re.escape(project.path.name)
     return set(re.findall(rf"(?:^|[\s;&|(]){slug}\s+([a-z][a-z-]*)", dry_run, re.MULTILINE))
-
-
-def stand_in_kubectl(directory: Path, project: BakedProject) -> dict[str, str]:
-    """A `kubectl` that logs its arguments, renders what `apply -k` would apply (with the
-    real kubectl's kustomize) and answers a port-forward with the exported model served on
-    the local port. Returns the environment that puts it first on PATH."""
-    real = shutil.which("kubectl")
-    if real is None:
-        pytest.fail("kubectl is needed to render the kustomize overlays (see .ci/run)")
-    script = directory / "kubectl"
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        'printf "%s\\n" "$*" >> "$KUBECTL_LOG"\n'
-        'if [ "$1" = apply ] && [ "$2" = -k ]; then\n'
-        f'  exec {shlex.quote(real)} kustomize "$3" > "$KUBECTL_APPLIED"\n'
-        "fi\n"
-        'if [ "$3" = port-forward ]; then\n'
-        f'  exec env MODEL_DIR=build/model HOST=127.0.0.1 PORT="${{5%%:*}}" WORKERS=1 '
-        f".venv/bin/{project.path.name} serve\n"
-        "fi\n",
-        encoding="utf-8",
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return {
-        "PATH": f"{directory}{os.pathsep}{os.environ['PATH']}",
-        "KUBECTL_LOG": str(directory / "kubectl.log"),
-        "KUBECTL_APPLIED": str(directory / "applied.yaml"),
-    }
 
 
 @pytest.fixture(scope="module", params=GITHUB_COMBINATIONS)
@@ -389,8 +363,15 @@ def test_deployments_apply_the_digests_the_build_pushed(baked: BakedProject) -> 
     }
     assert set(builds) == {"serve-build", "train-build"}
     assert all(step["with"]["push"] is True for step in builds.values())
-    assert image["outputs"]["serve-digest"] == "${{ steps.serve-build.outputs.digest }}"
-    assert image["outputs"]["train-digest"] == "${{ steps.train-build.outputs.digest }}"
+    for part in ("serve", "train"):
+        assert image["outputs"][f"{part}-digest"] == (
+            f"${{{{ steps.{part}-build.outputs.digest || steps.retag.outputs.{part}-digest }}}}"
+        )
+    # main builds; a release tag builds nothing (it re-tags what main built and deployed)
+    steps = {step.get("id", step.get("name", step.get("uses"))): step for step in image["steps"]}
+    for name in ("serve-build", "train-build", "model", "serve", "train"):
+        assert steps[name]["if"] == "github.ref_type != 'tag'", name
+    assert steps["retag"]["if"] == "github.ref_type == 'tag'"
     for environment in ("staging", "production"):
         [release] = [
             step
@@ -401,10 +382,83 @@ def test_deployments_apply_the_digests_the_build_pushed(baked: BakedProject) -> 
         assert release["env"]["TRAIN_DIGEST"] == "${{ needs.image.outputs.train-digest }}"
         assert 'DIGEST="$DIGEST" TRAIN_DIGEST="$TRAIN_DIGEST"' in release["run"]
         assert "TAG" not in release["env"]
-    # a release ships the registry's champion, or fails: never a model trained on the runner
-    [model] = [step for step in image["steps"] if "export-model" in step.get("run", "")]
-    assert '"$GITHUB_REF_TYPE" = tag' in model["run"]
-    assert "::error::" in model["run"]
+    # an image whose model was trained on the runner is tagged so that no release finds it
+    assert "suffix=${{ steps.model.outputs.suffix }}" in steps["serve"]["with"]["tags"]
+    assert 'echo "suffix=-unregistered"' in steps["model"]["run"]
+
+
+STAND_IN_DOCKER = """#!/bin/sh
+printf '%s\\n' "$*" >> "$DOCKER_LOG"
+case "$*" in
+  "buildx imagetools inspect --raw "*)
+    name="${5%:*}"; tag="${5##*:}"
+    [ -f "$REGISTRY/$(basename "$name"):$tag" ] || { echo "not found" >&2; exit 1; }
+    cat "$REGISTRY/$(basename "$name"):$tag";;
+esac
+"""
+
+
+def test_a_release_tag_retags_the_digests_ci_built_on_main(
+    baked: BakedProject, tmp_path: Path
+) -> None:
+    """The retag step, run with a stand-in `docker` over a directory as the registry."""
+    [step] = [
+        s for s in load(baked, "deploy.yml")["jobs"]["image"]["steps"] if s.get("id") == "retag"
+    ]
+    sha = "1" * 40
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (tmp_path / "docker").write_text(STAND_IN_DOCKER, encoding="utf-8")
+    (tmp_path / "docker").chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+        "DOCKER_LOG": str(tmp_path / "docker.log"),
+        "REGISTRY": str(registry),
+        "IMAGE": "ghcr.io/acme/shop",
+        "GITHUB_SHA": sha,
+        "GITHUB_REF_NAME": "v1.2.3",
+        "RUNNER_TEMP": str(tmp_path),
+    }
+
+    def retag() -> tuple[subprocess.CompletedProcess[str], str]:
+        output = tmp_path / "output"
+        output.write_text("", encoding="utf-8")
+        result = baked.run("bash", "-eo", "pipefail", "-c", step["run"],
+                           env={**env, "GITHUB_OUTPUT": str(output)})  # fmt: skip
+        return result, output.read_text("utf-8")
+
+    # a commit main never built: nothing is tagged
+    result, outputs = retag()
+    assert result.returncode == 1
+    assert f"No image ghcr.io/acme/shop:{sha}" in result.stdout
+    assert "create" not in (tmp_path / "docker.log").read_text("utf-8")
+    # built without a registry: its model was trained on the runner
+    (registry / f"shop:{sha}-unregistered").write_text("{}", encoding="utf-8")
+    result, outputs = retag()
+    assert result.returncode == 1
+    assert "trained on the runner" in result.stdout
+    # built by main with the registry's champion: the same digests, the version added
+    digests = {}
+    for name, manifest in (("shop", '{"api": 1}'), ("shop-train", '{"train": 1}')):
+        (registry / f"{name}:{sha}").write_text(manifest, encoding="utf-8")
+        digests[name] = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+    result, outputs = retag()
+    assert result.returncode == 0, result.stderr
+    assert outputs.splitlines() == [
+        f"serve-digest={digests['shop']}",
+        f"train-digest={digests['shop-train']}",
+    ]
+    creates = [
+        line
+        for line in (tmp_path / "docker.log").read_text("utf-8").splitlines()
+        if "create" in line
+    ]
+    assert creates == [
+        "buildx imagetools create --tag ghcr.io/acme/shop:1.2.3 "
+        f"ghcr.io/acme/shop@{digests['shop']}",
+        "buildx imagetools create --tag ghcr.io/acme/shop-train:1.2.3 "
+        f"ghcr.io/acme/shop-train@{digests['shop-train']}",
+    ]
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_release(baked: BakedProject) -> None:
@@ -550,66 +604,76 @@ def test_every_cli_command_those_targets_run_exists(baked: BakedProject) -> None
 def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_path: Path) -> None:
     if not baked.has_file("deploy/k8s/base/kustomization.yaml"):
         pytest.skip("deploy=none renders no manifests")
-    env = stand_in_kubectl(tmp_path, baked)
+    env = stand_in_kubectl(tmp_path)
     log, applied = Path(env["KUBECTL_LOG"]), Path(env["KUBECTL_APPLIED"])
     image = "ghcr.io/acme-corp/some-repo"
-    services = [
-        doc
-        for overlay in ("staging", "production")
-        for doc in yaml.safe_load_all(
-            baked.check("kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}").stdout
-        )
-        if doc and doc["kind"] == "Service"
-    ]
-    serve_digest, train_digest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    digests = ["sha256:" + letter * 64 for letter in "abcd"]
     # as CI deploys (by the digests its build pushed), and by hand with a tag
     releases = {
-        "staging": (
-            [f"DIGEST={serve_digest}", f"TRAIN_DIGEST={train_digest}"],
-            f"{image}@{serve_digest}",
-            f"{image}-train@{train_digest}",
-        ),
-        "production": (
-            [f"DIGEST={serve_digest}", f"TRAIN_DIGEST={train_digest}"],
-            f"{image}@{serve_digest}",
-            f"{image}-train@{train_digest}",
-        ),
-        "canary": (["TAG=0123abc"], f"{image}:0123abc", f"{image}-train:0123abc"),
+        "staging": [
+            ([f"DIGEST={digests[0]}", f"TRAIN_DIGEST={digests[1]}"], digests[0], digests[1]),
+            ([f"DIGEST={digests[2]}", f"TRAIN_DIGEST={digests[3]}"], digests[2], digests[3]),
+        ],
+        "production": [
+            ([f"DIGEST={digests[0]}", f"TRAIN_DIGEST={digests[1]}"], digests[0], digests[1]),
+            ([f"DIGEST={digests[2]}", f"TRAIN_DIGEST={digests[3]}"], digests[2], digests[3]),
+        ],
+        "canary": [(["TAG=0123abc"], ":0123abc", ":0123abc"), (["TAG=4567def"], ":4567def", "")],
     }
-    for overlay, (refs, api_image, train_image) in releases.items():
-        log.unlink(missing_ok=True)
-        baked.check("make", "k8s-release", f"ENV={overlay}", f"IMAGE={image}", *refs, env=env)
-        docs = [doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc]
-        deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
-        assert len(deployments) == 1
-        deployment = deployments[0]["metadata"]
-        namespace, name = deployment["namespace"], deployment["name"]
-        assert {doc["metadata"].get("namespace", namespace) for doc in docs} == {namespace}
-        containers = deployments[0]["spec"]["template"]["spec"]["containers"]
-        assert containers[0]["name"] == "api"
-        assert containers[0]["image"] == api_image
-        for cronjob in (doc for doc in docs if doc["kind"] == "CronJob"):
-            job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            assert [c["image"] for c in job["containers"]] == [train_image]
-        assert log.read_text("utf-8").splitlines() == [
-            f"apply -k build/k8s/release-{overlay}",
-            f"-n {namespace} rollout status deployment/{name} --timeout=10m",
-        ]
+    for overlay, steps in releases.items():
+        seen = []
+        for refs, api_ref, train_ref in steps:
+            api_image = f"{image}{'@' if api_ref.startswith('sha') else ''}{api_ref}"
+            train_image = f"{image}-train{'@' if train_ref.startswith('sha') else ''}{train_ref}"
+            log.unlink(missing_ok=True)
+            baked.check("make", "k8s-release", f"ENV={overlay}", f"IMAGE={image}", *refs, env=env)
+            docs = [doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc]
+            deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
+            assert len(deployments) == 1
+            deployment = deployments[0]["metadata"]
+            namespace, name = deployment["namespace"], deployment["name"]
+            assert {doc["metadata"].get("namespace", namespace) for doc in docs} == {namespace}
+            containers = deployments[0]["spec"]["template"]["spec"]["containers"]
+            assert containers[0]["name"] == "api"
+            assert containers[0]["image"] == api_image
+            for cronjob in (doc for doc in docs if doc["kind"] == "CronJob"):
+                job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                assert [c["image"] for c in job["containers"]] == [train_image]
+            calls = log.read_text("utf-8").splitlines()
+            assert f"apply -k build/k8s/release-{overlay}" in calls
+            assert f"-n {namespace} rollout status deployment/{name} --timeout=10m" in calls
+            has_jobs = any(doc["kind"] == "CronJob" for doc in docs)
+            seen.append((api_image, train_image if has_jobs else ""))
+        # the releases are recorded in the namespace, newest last
+        history = baked.check(
+            "kubectl", "-n", namespace, "get", f"configmap/{name}-releases",
+            "-o", "jsonpath={.data.history}", env=env,
+        ).stdout  # fmt: skip
+        assert [(r["api"], r["train"]) for r in json.loads(history)] == seen
+        # a rollback re-applies the images recorded before the last release, the CronJobs'
+        # included; a second one has nowhere earlier to go (no back and forth)
         log.unlink()
         baked.check("make", "k8s-rollback", f"ENV={overlay}", env=env)
-        assert log.read_text("utf-8").splitlines() == [
-            f"-n {namespace} rollout undo deployment/{name}",
-            f"-n {namespace} rollout status deployment/{name} --timeout=10m",
-        ]
-        # the smoke test forwards to port 80 of the Service in front of that Deployment
+        docs = [doc for doc in yaml.safe_load_all(applied.read_text("utf-8")) if doc]
+        [rolled] = [doc for doc in docs if doc["kind"] == "Deployment"]
+        assert rolled["spec"]["template"]["spec"]["containers"][0]["image"] == seen[0][0]
+        for cronjob in (doc for doc in docs if doc["kind"] == "CronJob"):
+            job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            assert [c["image"] for c in job["containers"]] == [seen[0][1]]
+        assert f"-n {namespace} rollout status deployment/{name} --timeout=10m" in (
+            log.read_text("utf-8").splitlines()
+        )
+        again = baked.run("make", "k8s-rollback", f"ENV={overlay}", env=env)
+        assert again.returncode == 2, again.stderr
+        assert "no earlier release recorded" in again.stderr
+        # the smoke test is a Job in that namespace calling the Service by its name
         smoke = baked.check("make", "-n", "k8s-smoke", f"ENV={overlay}").stdout
-        service = next(doc for doc in services if doc["metadata"]["namespace"] == namespace)
-        assert 80 in [port["port"] for port in service["spec"]["ports"]]
-        assert f"-n {namespace} port-forward service/{service['metadata']['name']} " in smoke
+        assert f"-n {namespace} get deployment/{name} " in smoke
+        assert f"-n {namespace} apply -f -" in smoke
     # a digest that is not one, or half a pair, applies nothing
     for refs in (
-        [f"DIGEST={serve_digest}", "TRAIN_DIGEST=latest"],
-        [f"DIGEST={serve_digest}"],
+        [f"DIGEST={digests[0]}", "TRAIN_DIGEST=latest"],
+        [f"DIGEST={digests[0]}"],
     ):
         log.unlink(missing_ok=True)
         refused = baked.run("make", "k8s-release", "ENV=staging", f"IMAGE={image}", *refs, env=env)
@@ -621,6 +685,62 @@ def test_deploy_targets_apply_what_the_overlays_render(baked: BakedProject, tmp_
     assert bad.returncode != 0
     assert "use one of" in bad.stderr
     assert not (baked.path / "pwned").exists()
+
+
+def test_only_ci_decides_what_runs_in_production(baked: BakedProject, tmp_path: Path) -> None:
+    """make k8s-deploy would apply the overlays' newTag over the digest CI deployed."""
+    if not baked.has_file("deploy/k8s/base/kustomization.yaml"):
+        pytest.skip("deploy=none renders no manifests")
+    env = stand_in_kubectl(tmp_path)
+    for overlay in ("production", "canary"):
+        refused = baked.run("make", "k8s-deploy", f"ENV={overlay}", env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert f"make k8s-release ENV={overlay}" in refused.stderr
+        assert not Path(env["KUBECTL_STATE"]).exists(), "nothing was applied"
+
+
+def test_a_failed_smoke_job_fails_the_target(baked: BakedProject, tmp_path: Path) -> None:
+    if not baked.has_file("deploy/k8s/smoke-job.yaml"):
+        pytest.skip("deploy=none renders no manifests")
+    slug, digest = baked.path.name, "sha256:" + "f" * 64
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # a CLI whose server never answers and whose smoke test fails, as against a bad release
+    (fake / slug).write_text(
+        '#!/bin/sh\n[ "$1" = serve ] && exec sleep 60\necho "not ready" >&2\nexit 1\n',
+        encoding="utf-8",
+    )
+    (fake / slug).chmod(0o755)
+    env = stand_in_kubectl(tmp_path / "kubectl", fake)
+    baked.check(
+        "make", "k8s-release", "ENV=staging", "IMAGE=ghcr.io/acme/x",
+        f"DIGEST={digest}", f"TRAIN_DIGEST={digest}", env=env,
+    )  # fmt: skip
+    failed = baked.run("make", "k8s-smoke", "ENV=staging", env=env)
+    assert failed.returncode != 0
+    assert f"smoke test of {slug}-staging/{slug} failed" in failed.stderr
+    assert "not ready" in failed.stdout + failed.stderr, "the Job's log is shown"
+
+
+def test_the_smoke_job_calls_the_service_from_inside(baked: BakedProject) -> None:
+    if not baked.has_file("deploy/k8s/smoke-job.yaml"):
+        pytest.skip("deploy=none renders no manifests")
+    slug = baked.path.name
+    job = yaml.safe_load(baked.read("deploy/k8s/smoke-job.yaml"))
+    [service] = [
+        doc
+        for doc in yaml.safe_load_all(
+            baked.check("kubectl", "kustomize", "deploy/k8s/overlays/production").stdout
+        )
+        if doc and doc["kind"] == "Service"
+    ]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    url = container["command"][container["command"].index("--url") + 1]
+    port = service["spec"]["ports"][0]["port"]
+    assert url == f"http://{service['metadata']['name']}:{port}"
+    assert container["command"][:2] == [slug, "smoke"]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 # --- end to end ---------------------------------------------------------------------------
@@ -925,16 +1045,25 @@ def test_the_batch_job_scores_a_file_and_keeps_its_rejects(
 
 @pytest.mark.e2e
 @pytest.mark.xdist_group("workflows-e2e")
-def test_k8s_smoke_through_a_port_forward(
+def test_k8s_smoke_runs_a_job_that_calls_the_service(
     installed: BakedProject, ci_runner: Path, tmp_path: Path
 ) -> None:
-    env = {**stand_in_kubectl(tmp_path, installed), "K8S_SMOKE_PORT": str(free_port())}
+    slug, digest = installed.path.name, "sha256:" + "e" * 64
+    env = stand_in_kubectl(tmp_path, installed.path / ".venv/bin")
+    missing = installed.run("make", "k8s-smoke", "ENV=staging", env=env)
+    assert missing.returncode == 2
+    assert f"no deployment {slug} in {slug}-staging" in missing.stderr
+    installed.check(
+        "make", "k8s-release", "ENV=staging", "IMAGE=ghcr.io/acme/x",
+        f"DIGEST={digest}", f"TRAIN_DIGEST={digest}", env=env,
+    )  # fmt: skip
     result = installed.check("make", "k8s-smoke", "ENV=staging", env=env)
     assert "predicted" in result.stdout
-    forwarded = (tmp_path / "kubectl.log").read_text("utf-8")
-    assert (
-        f"-n {installed.path.name}-staging port-forward service/{installed.path.name} " in forwarded
-    )
+    assert f"smoke test of {slug}-staging/{slug} passed" in result.stdout
+    state = json.loads(Path(env["KUBECTL_STATE"]).read_text("utf-8"))
+    job = state[f"{slug}-staging/Job/{slug}-smoke"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/acme/x@{digest}", "the image the API runs"
 
 
 @pytest.mark.e2e
@@ -945,11 +1074,18 @@ def test_the_rollback_job_runs_here(
     # a second registered version of the same run, made champion: something to roll back
     installed.check(f".venv/bin/{installed.path.name}", "register")
     installed.check("make", "promote", "VERSION=2")
+    slug = installed.path.name
     env = {
         **setup_env(template_defaults()),
-        **stand_in_kubectl(tmp_path, installed),
-        "K8S_SMOKE_PORT": str(free_port()),
+        **stand_in_kubectl(tmp_path, installed.path / ".venv/bin"),
     }
+    image, digests = "ghcr.io/acme/x", ["sha256:" + letter * 64 for letter in "12"]
+    for digest in digests:  # two releases: the rollback goes back to the first
+        installed.check(
+            "make", "k8s-release", "ENV=production", f"IMAGE={image}",
+            f"DIGEST={digest}", f"TRAIN_DIGEST={digest}", env=env,
+        )  # fmt: skip
+    Path(env["KUBECTL_LOG"]).unlink()
     run_job(
         installed,
         "deploy.yml",
@@ -963,11 +1099,14 @@ def test_the_rollback_job_runs_here(
         },
         conditions={"github.event_name == 'workflow_dispatch' && inputs.model": True},
     )
-    slug = installed.path.name
-    assert (tmp_path / "kubectl.log").read_text("utf-8").splitlines()[:2] == [
-        f"-n {slug}-production rollout undo deployment/{slug}",
-        f"-n {slug}-production rollout status deployment/{slug} --timeout=10m",
-    ]
+    calls = Path(env["KUBECTL_LOG"]).read_text("utf-8").splitlines()
+    assert "apply -k build/k8s/release-production" in calls
+    state = json.loads(Path(env["KUBECTL_STATE"]).read_text("utf-8"))
+    deployment = state[f"{slug}-production/Deployment/{slug}"]["spec"]["template"]["spec"]
+    assert deployment["containers"][0]["image"] == f"{image}@{digests[0]}"
+    assert state[f"{slug}-production/Job/{slug}-smoke"]["status"]["conditions"][0]["type"] == (
+        "Complete"
+    )
     assert (tmp_path / "runner/kubeconfig").read_text("utf-8") == "apiVersion: v1\n"
     champion = [
         line

@@ -17,10 +17,18 @@ k8s-render: ## Render each overlay of deploy/k8s/ to build/k8s/<overlay>.yaml (k
 
 k8s-validate: k8s-render $(UV) ## Check the rendered manifests: strict Kubernetes schemas, CRD fields, selectors
 	$(UV) run --no-project --with kubernetes-validate==1.37.0 python deploy/k8s/check_manifests.py \
-	  --kubernetes-version $(K8S_VERSION) $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml)
+	  --kubernetes-version $(K8S_VERSION) $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml) \
+	  deploy/k8s/smoke-job.yaml
 
-k8s-deploy: k8s-validate ## Apply an overlay to kubectl's current context: make k8s-deploy ENV=staging
-	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (one of: $(K8S_OVERLAYS))"; exit 2; }
+# What runs in the production namespace comes from one place: the digests CI deployed
+# (make k8s-release, recorded by it). The overlays' newTag would put back an older image,
+# so k8s-deploy applies them only to staging (a cluster of your own, say); blue-green
+# keeps its colours' images in git and applies its overlay as committed.
+K8S_DEPLOYABLE := staging blue-green
+
+k8s-deploy: k8s-validate ## Apply an overlay as committed (staging, blue-green): make k8s-deploy ENV=staging
+	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
+	@test -n "$(filter $(ENV),$(K8S_DEPLOYABLE))" || { echo "ENV=$(ENV): its images are what CI deployed by digest, not the overlay's newTag: make k8s-release ENV=$(ENV) IMAGE=… DIGEST=sha256:… TRAIN_DIGEST=sha256:… (or push a release tag and let deploy.yml do it)" >&2; exit 2; }
 	kubectl apply -k deploy/k8s/overlays/$(ENV)
 
 # Blue-green: the Service of deploy/k8s/overlays/blue-green sends the traffic to the live
@@ -65,20 +73,18 @@ K8S_NO_ROLLBACK = ENV=blue-green rolls back by switching the traffic to the othe
   $(K8S_IDLE_COLOR) (idle now): make k8s-switch COLOR=$(K8S_IDLE_COLOR), commit, then kubectl apply -k $(K8S_BLUE_GREEN)
 K8S_RELEASE_DIR = build/k8s/release-$(K8S_ENV)
 K8S_ROLLOUT_TIMEOUT ?= 10m
-K8S_SMOKE_PORT ?= 18080
+K8S_SMOKE_TIMEOUT ?= 180
+# The canary overlay has no CronJobs: its releases are the API image alone.
+K8S_RELEASES = python3 deploy/k8s/releases.py --namespace $(K8S_NAMESPACE) --deployment $(K8S_DEPLOYMENT) \
+  --slug '$(if $(filter canary,$(K8S_ENV)),,{{ cookiecutter.project_slug }})'
 
-.PHONY: k8s-release k8s-smoke k8s-rollback
-
-k8s-release: ## Apply overlay ENV with IMAGE@DIGEST (jobs: IMAGE-train@TRAIN_DIGEST) or :TAG, wait for the rollout
-	@test -n "$(IMAGE)" || { echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; }
-	@if [ -n "$(DIGEST)$(TRAIN_DIGEST)" ]; then \
-	  for digest in '$(DIGEST)' '$(TRAIN_DIGEST)'; do \
-	    printf '%s\n' "$$digest" | grep -Eqx 'sha256:[0-9a-f]{64}' || \
-	      { echo "DIGEST and TRAIN_DIGEST: sha256:<64 hex digits> each, not '$$digest'" >&2; exit 2; }; \
-	  done; \
-	elif [ -z "$(TAG)" ]; then echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; fi
-	@mkdir -p $(K8S_RELEASE_DIR)
-	@printf '%s\n' \
+# $(call k8s_apply_images): a recipe line applying ENV's overlay with the API image
+# $$api and the jobs' image $$train (shell variables; "-" keeps the overlay's), through
+# $(K8S_RELEASE_DIR)/kustomization.yaml, which patches them (nothing under deploy/
+# changes), then waiting for the rollout.
+define k8s_apply_images
+mkdir -p $(K8S_RELEASE_DIR); \
+	{ printf '%s\n' \
 	  'apiVersion: kustomize.config.k8s.io/v1beta1' \
 	  'kind: Kustomization' \
 	  'resources:' \
@@ -90,24 +96,60 @@ k8s-release: ## Apply overlay ENV with IMAGE@DIGEST (jobs: IMAGE-train@TRAIN_DIG
 	  '    patch: |-' \
 	  '      - op: replace' \
 	  '        path: /spec/template/spec/containers/0/image' \
-	  '        value: $(K8S_API_IMAGE)' \
+	  "        value: $$api"; \
+	  if [ "$$train" != - ]; then printf '%s\n' \
 	  '  - target:' \
 	  '      kind: CronJob' \
 	  '    patch: |-' \
 	  '      - op: replace' \
 	  '        path: /spec/jobTemplate/spec/template/spec/containers/0/image' \
-	  '        value: $(K8S_TRAIN_IMAGE)' \
-	  > $(K8S_RELEASE_DIR)/kustomization.yaml
-	kubectl apply -k $(K8S_RELEASE_DIR)$(K8S_APPLY_SELECTOR)
+	  "        value: $$train"; fi; \
+	} > $(K8S_RELEASE_DIR)/kustomization.yaml; \
+	kubectl apply -k $(K8S_RELEASE_DIR)$(K8S_APPLY_SELECTOR) && \
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
-	$(if $(filter blue-green,$(K8S_ENV)),@echo "$(K8S_RELEASED)")
+endef
 
-k8s-smoke: setup ## Smoke-test ENV's Service through kubectl port-forward: ready, then one prediction
-	@kubectl -n $(K8S_NAMESPACE) port-forward service/{{ cookiecutter.project_slug }} $(K8S_SMOKE_PORT):80 >/dev/null & forward=$$!; \
-	  $(RUN) {{ cookiecutter.project_slug }} smoke --url http://127.0.0.1:$(K8S_SMOKE_PORT) --wait 30; status=$$?; \
-	  kill $$forward; exit $$status
+.PHONY: k8s-release k8s-smoke k8s-rollback
 
-k8s-rollback: ## Roll ENV's API back to its previous image (kubectl rollout undo), wait for it
+# The images running before the release are recorded first (configmap/<deployment>-releases,
+# deploy/k8s/releases.py), the new ones once their rollout is done: k8s-rollback goes back
+# through that record.
+k8s-release: ## Apply overlay ENV with IMAGE@DIGEST (jobs: IMAGE-train@TRAIN_DIGEST) or :TAG, wait for the rollout
+	@test -n "$(IMAGE)" || { echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; }
+	@if [ -n "$(DIGEST)$(TRAIN_DIGEST)" ]; then \
+	  for digest in '$(DIGEST)' '$(TRAIN_DIGEST)'; do \
+	    printf '%s\n' "$$digest" | grep -Eqx 'sha256:[0-9a-f]{64}' || \
+	      { echo "DIGEST and TRAIN_DIGEST: sha256:<64 hex digits> each, not '$$digest'" >&2; exit 2; }; \
+	  done; \
+	elif [ -z "$(TAG)" ]; then echo "$(K8S_RELEASE_USAGE)" >&2; exit 2; fi
+	@$(if $(filter blue-green,$(K8S_ENV)),:,$(K8S_RELEASES) before)
+	@api='$(K8S_API_IMAGE)'; train='$(K8S_TRAIN_IMAGE)'; $(k8s_apply_images)
+	@$(if $(filter blue-green,$(K8S_ENV)),echo "$(K8S_RELEASED)",$(K8S_RELEASES) after)
+
+k8s-rollback: ## Roll ENV back to the images recorded before its last release (API and CronJobs), wait for it
 	$(if $(filter blue-green,$(K8S_ENV)),@echo "$(K8S_NO_ROLLBACK)" >&2; exit 2)
-	kubectl -n $(K8S_NAMESPACE) rollout undo deployment/$(K8S_DEPLOYMENT)
-	kubectl -n $(K8S_NAMESPACE) rollout status deployment/$(K8S_DEPLOYMENT) --timeout=$(K8S_ROLLOUT_TIMEOUT)
+	@release=$$($(K8S_RELEASES) target) || exit $$?; \
+	api=$${release% *}; train=$${release#* }; \
+	echo "rolling $(K8S_NAMESPACE)/$(K8S_DEPLOYMENT) back to $$api (jobs: $$train)"; \
+	$(k8s_apply_images) && \
+	$(K8S_RELEASES) settle --api "$$api" --train "$$([ "$$train" = - ] && echo || echo "$$train")"
+
+# The Job of deploy/k8s/smoke-job.yaml, in ENV's namespace, with the image the API runs:
+# it calls the Service by name, so it tests what the Service serves.
+k8s-smoke: ## Smoke-test ENV's Service from inside the cluster (a Job: ready, then one prediction)
+	@api=$$(kubectl -n $(K8S_NAMESPACE) get deployment/$(K8S_DEPLOYMENT) -o jsonpath='{.spec.template.spec.containers[0].image}') && \
+	  [ -n "$$api" ] || { echo "no deployment $(K8S_DEPLOYMENT) in $(K8S_NAMESPACE): nothing to smoke-test" >&2; exit 2; }; \
+	kubectl -n $(K8S_NAMESPACE) delete job/{{ cookiecutter.project_slug }}-smoke --ignore-not-found --wait=true >/dev/null; \
+	sed "s|^          image: .*|          image: $$api|" deploy/k8s/smoke-job.yaml | kubectl -n $(K8S_NAMESPACE) apply -f - >/dev/null || exit 1; \
+	outcome=; waited=0; \
+	while [ -z "$$outcome" ] && [ $$waited -lt $(K8S_SMOKE_TIMEOUT) ]; do \
+	  outcome=$$(kubectl -n $(K8S_NAMESPACE) get job/{{ cookiecutter.project_slug }}-smoke \
+	    -o jsonpath='{.status.conditions[?(@.status=="True")].type}' | grep -Eo 'Complete|Failed' | head -n 1); \
+	  [ -n "$$outcome" ] || { sleep 2; waited=$$((waited + 2)); }; \
+	done; \
+	kubectl -n $(K8S_NAMESPACE) logs job/{{ cookiecutter.project_slug }}-smoke; \
+	case "$$outcome" in \
+	  Complete) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }} passed";; \
+	  Failed) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }} failed (job/{{ cookiecutter.project_slug }}-smoke)" >&2; exit 1;; \
+	  *) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }}: no outcome after $(K8S_SMOKE_TIMEOUT) s" >&2; exit 1;; \
+	esac
