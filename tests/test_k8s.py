@@ -26,6 +26,10 @@ from kubectl_stand_in import stand_in_kubectl
 Doc = dict[str, Any]
 
 K8S_VERSION = "1.32.0"
+# The oldest Kubernetes the manifests support (the API's preStop sleep action is on by
+# default from 1.30): make k8s-validate checks it too, and the README states it.
+K8S_MIN_VERSION = "1.30.0"
+K8S_VERSIONS = (K8S_MIN_VERSION, K8S_VERSION)
 OVERLAYS = ("staging", "production", "canary", "blue-green")
 # Where each overlay deploys: canary and blue-green are ways of running production.
 NAMESPACE_OF = {
@@ -151,21 +155,45 @@ def test_makefile_has_the_kubernetes_targets(baked: BakedProject) -> None:
     for overlay in ("production", "blue-green"):
         dry_run = baked.check("make", "-n", "k8s-deploy", f"ENV={overlay}", "UV=/bin/true").stdout
         assert f"kubectl apply -k deploy/k8s/overlays/{overlay}" in dry_run
-        assert f"--kubernetes-version {K8S_VERSION}" in dry_run
+        for version in K8S_VERSIONS:
+            assert f"--kubernetes-version {version}" in dry_run
 
 
+@pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_core_object_passes_strict_schemas(
-    baked: BakedProject, rendered: dict[str, list[Doc]]
+    baked: BakedProject, rendered: dict[str, list[Doc]], version: str
 ) -> None:
     files = [f"build/k8s/{overlay}.yaml" for overlay in OVERLAYS]
-    result = baked.check(
-        str(TOOLS_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *files
-    )
+    result = baked.check(str(TOOLS_BIN / "kubernetes-validate"), "--strict", "-k", version, *files)
     passed = re.findall(r"^INFO \S+ passed for resource (\S+) against", result.stdout, re.MULTILINE)
     core = [doc for docs in rendered.values() for doc in docs if doc["kind"] not in OPERATOR_KINDS]
     assert len(passed) == len(core), result.stdout
     warnings = re.findall(r"^WARN .*$", result.stdout, re.MULTILINE)
     assert all("ServiceMonitor" in w or "PrometheusRule" in w for w in warnings), warnings
+
+
+def test_the_minimum_version_is_the_one_stated_and_it_matters(
+    baked: BakedProject, rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """kubernetes.mk, the README and this test name one minimum, and it is not arbitrary:
+    older schemas (1.28) have no preStop sleep action, which the API uses."""
+    makefile = baked.read("make/kubernetes.mk")
+    assert re.search(rf"^K8S_MIN_VERSION := {re.escape(K8S_MIN_VERSION)}$", makefile, re.M)
+    assert re.search(rf"^K8S_VERSION \?= {re.escape(K8S_VERSION)}$", makefile, re.M)
+    readme = " ".join(baked.read("README.md").split())
+    minor = K8S_MIN_VERSION.rsplit(".", 1)[0]
+    assert f"*Kubernetes {minor} or later*" in readme
+    assert f"`K8S_MIN_VERSION` ({K8S_MIN_VERSION})" in readme
+    deployment = one(rendered["staging"], "Deployment", baked.path.name)
+    assert api_container(deployment["spec"]["template"])["lifecycle"]["preStop"] == {
+        "sleep": {"seconds": 5}
+    }
+    single = tmp_path / "deployment.yaml"
+    single.write_text(yaml.safe_dump(deployment), encoding="utf-8")
+    validate = str(TOOLS_BIN / "kubernetes-validate")
+    older = baked.run(validate, "--strict", "-k", "1.28.0", str(single))
+    assert older.returncode == 1
+    assert "'sleep' was unexpected" in older.stdout
 
 
 def test_strict_validation_catches_an_unknown_field(
@@ -189,8 +217,12 @@ def test_make_k8s_validate_passes(baked: BakedProject, tmp_path: Path) -> None:
     shim.chmod(0o755)
     result = baked.check("make", "--no-print-directory", "k8s-validate", f"UV={shim}")
     for overlay in OVERLAYS:
-        assert f"build/k8s/{overlay}.yaml: " in result.stdout
-        assert f"valid for Kubernetes {K8S_VERSION}" in result.stdout
+        for version in K8S_VERSIONS:
+            assert re.search(
+                rf"^build/k8s/{overlay}\.yaml: \d+ objects valid for Kubernetes {version}$",
+                result.stdout,
+                re.MULTILINE,
+            ), result.stdout
 
 
 def test_check_manifests_reports_broken_references(
@@ -430,7 +462,8 @@ def test_overlays_set_their_environment(
             assert container["image"] == f"{image}{'-train' if train else ''}:0.1.0"
             refs = [ref.get("configMapRef", ref.get("secretRef")) for ref in container["envFrom"]]
             assert refs[0] == {"name": config["metadata"]["name"]}
-            secrets = [f"{slug}-mlflow"] + ([f"{slug}-dvc"] if train else [])
+            # the jobs talk to MLflow and storage; the API serves its baked-in model
+            secrets = [f"{slug}-mlflow", f"{slug}-dvc"] if train else []
             # the servers and the retraining read the prediction store
             if not train or owner["metadata"]["name"] == f"{slug}-retrain":
                 secrets.append(f"{slug}-prediction-store")
@@ -515,6 +548,72 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
                 "action": "Ignore",
                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
             }
+
+
+def kubernetes_section(baked: BakedProject) -> str:
+    """The README's Kubernetes section, on one line."""
+    readme = baked.read("README.md")
+    section = readme.split("\n## Kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    return " ".join(section.split())
+
+
+def test_the_api_gets_no_mlflow_credentials(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    """The serve image has no MLflow and serves its baked-in model: tracking credentials
+    and artifact store keys would only widen what a compromised API pod could reach."""
+    slug = baked.path.name
+    for overlay, docs in rendered.items():
+        deployments = of_kind(docs, "Deployment")
+        assert deployments, overlay
+        for deployment in deployments:
+            container = api_container(deployment["spec"]["template"])
+            refs = container["envFrom"]
+            secrets = [ref["secretRef"]["name"] for ref in refs if "secretRef" in ref]
+            assert secrets == [f"{slug}-prediction-store"], (overlay, secrets)
+            assert not [v for v in container.get("env", []) if "valueFrom" in v], overlay
+    section = kubernetes_section(baked)
+    assert f"`{slug}-mlflow` goes to the jobs" in section
+    assert "The API gets neither" in section
+
+
+def test_pods_pull_with_the_optional_registry_secret(
+    baked: BakedProject, rendered: dict[str, list[Doc]]
+) -> None:
+    """One optional pull secret for private images, through the ServiceAccount every pod
+    runs as: a missing Secret does not stop public images (the kubelet pulls anonymously)."""
+    slug = baked.path.name
+    for overlay, docs in rendered.items():
+        accounts = of_kind(docs, "ServiceAccount")
+        # the canary's pods run in production's namespace, as production's ServiceAccount
+        assert len(accounts) == (0 if overlay == "canary" else 1), overlay
+        for account in accounts:
+            assert account["metadata"]["name"] == slug
+            assert account["imagePullSecrets"] == [{"name": f"{slug}-registry"}]
+        for _, template in pod_templates(docs):
+            assert template["spec"]["serviceAccountName"] == slug
+            assert "imagePullSecrets" not in template["spec"], "the ServiceAccount's apply"
+    section = kubernetes_section(baked)
+    assert f"create secret docker-registry {slug}-registry" in section
+    assert "--docker-server=ghcr.io" in section
+    assert "read:packages" in section
+    assert "public images run" in section
+
+
+def test_readme_states_the_cluster_requirements(baked: BakedProject) -> None:
+    section = kubernetes_section(baked)
+    assert "**Requirements.**" in section
+    assert "*metrics-server*" in section
+    assert "HorizontalPodAutoscaler" in section
+    assert "*Cluster-scoped rights for the deploy credential*" in section
+    assert "`namespaces`" in section
+    assert "*`kubectl delete -k` deletes the Namespace*" in section
+    assert "the Secrets you created by hand included" in section
+    assert "preStop" in section
+    # the registry-backed server is not offered on the cluster
+    assert "never reads the registry" in section
+    for path in ("deploy/k8s/base/networkpolicy.yaml", "deploy/k8s/base/api/deployment.yaml"):
+        assert "registry-backed" not in baked.read(path), path
 
 
 def test_names_fit_kubernetes_limits(rendered: dict[str, list[Doc]]) -> None:

@@ -1,8 +1,11 @@
 # deploy/k8s/: included by the Makefile.
 
 # deploy/k8s/: kubectl with its built-in kustomize. The check runs offline on the schemas
-# kubernetes-validate ships for K8S_VERSION (uv fetches the tool on first use).
+# kubernetes-validate ships (uv fetches the tool on first use), twice: for the oldest
+# Kubernetes the manifests need, K8S_MIN_VERSION (1.30: the API's preStop sleep), and for
+# K8S_VERSION.
 K8S_OVERLAYS := staging production canary blue-green
+K8S_MIN_VERSION := 1.30.0
 K8S_VERSION ?= 1.32.0
 ENV ?= staging
 
@@ -15,10 +18,12 @@ k8s-render: ## Render each overlay of deploy/k8s/ to build/k8s/<overlay>.yaml (k
 	  echo "rendered build/k8s/$$overlay.yaml"; \
 	done
 
+K8S_CHECK = $(UV) run --no-project --with kubernetes-validate==1.37.0 python deploy/k8s/check_manifests.py
+K8S_RENDERED = $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml)
+
 k8s-validate: k8s-render $(UV) ## Check the rendered manifests: strict Kubernetes schemas, CRD fields, selectors
-	$(UV) run --no-project --with kubernetes-validate==1.37.0 python deploy/k8s/check_manifests.py \
-	  --kubernetes-version $(K8S_VERSION) $(foreach overlay,$(K8S_OVERLAYS),build/k8s/$(overlay).yaml) \
-	  deploy/k8s/smoke-job.yaml
+	$(K8S_CHECK) --kubernetes-version $(K8S_MIN_VERSION) $(K8S_RENDERED) deploy/k8s/smoke-job.yaml
+	$(K8S_CHECK) --kubernetes-version $(K8S_VERSION) $(K8S_RENDERED) deploy/k8s/smoke-job.yaml
 
 # What runs in the production namespace comes from one place: the digests CI deployed
 # (make k8s-release, recorded by it). The overlays' newTag would put back an older image,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,28 @@ def test_a_serve_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert (settings.port, settings.workers, settings.host) == (9200, 3, "localhost")
     # uvicorn's workers read the environment: the flags are there for them.
     assert (os.environ["PORT"], os.environ["HOST"]) == ("9200", "localhost")
+
+
+def test_serve_without_model_dir_needs_mlflow(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The serve image has no MLflow: without MODEL_DIR, serve stops at once and says why
+    instead of starting a server that never gets ready; with MLflow it serves the registry."""
+    from {{ cookiecutter.module_name }} import cli
+    from {{ cookiecutter.module_name }}.serving import run
+
+    started: list[ServeSettings] = []
+    monkeypatch.setattr(run, "serve", started.append)
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # importlib finds no such module
+
+    assert cli.main(["serve"]) == EXIT_ERROR
+
+    error = capsys.readouterr().err
+    assert error.startswith("error: MODEL_DIR is not set and MLflow is not installed"), error
+    assert "/app/model" in error
+    assert len(error.strip().splitlines()) == 1, error
+    assert started == []
+
+    monkeypatch.delitem(sys.modules, "mlflow")  # installed here (the train extra)
+    assert cli.main(["serve"]) == 0
+    assert [settings.model_dir for settings in started] == [None]

@@ -8,6 +8,7 @@ files and values, so `--help` and a mistyped path answer at once.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from .errors import (
     EXIT_UNAVAILABLE,
     DataError,
     ProjectError,
+    SettingsError,
 )
 from .outages import explain
 
@@ -436,6 +438,14 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         except ArtifactError as error:
             where = "--model-dir" if "model_dir" in flags else "MODEL_DIR"
             raise ArtifactError(f"{where}: {error}") from error
+    elif importlib.util.find_spec("mlflow") is None:
+        # The serve image has no MLflow: without MODEL_DIR it could never load a model.
+        raise SettingsError(
+            "MODEL_DIR is not set and MLflow is not installed, so models:/"
+            f"{served.model_name}@{served.model_alias} cannot be loaded — set MODEL_DIR "
+            "(or --model-dir) to a folder `export-model` wrote (the image's is /app/model), "
+            "or install the train extra to serve from the registry"
+        )
     # uvicorn's workers read the settings again: the flags reach them as variables.
     for name, value in flags.items():
         os.environ[env_name(ServeSettings, name)] = value

@@ -17,7 +17,9 @@ class ServeSettings(Settings):
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     model_dir: Path | None = Field(
-        None, description="an exported model (`export-model`); unset: models:/<name>@<alias>"
+        None,
+        description="an exported model (`export-model`); unset: models:/<name>@<alias>, "
+        "which needs MLflow (the train extra; the image has none)",
     )
     model_alias: str = Field("champion", description="registry alias served")
     reload_seconds: float = Field(
