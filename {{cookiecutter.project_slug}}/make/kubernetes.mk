@@ -143,7 +143,7 @@ k8s-rollback: ## Roll ENV back to the images recorded before its last release (A
 # it calls the Service by name, so it tests what the Service serves.
 k8s-smoke: ## Smoke-test ENV's Service from inside the cluster (a Job: ready, then one prediction)
 	@api=$$(kubectl -n $(K8S_NAMESPACE) get deployment/$(K8S_DEPLOYMENT) -o jsonpath='{.spec.template.spec.containers[0].image}') && \
-	  [ -n "$$api" ] || { echo "no deployment $(K8S_DEPLOYMENT) in $(K8S_NAMESPACE): nothing to smoke-test" >&2; exit 2; }; \
+	  [ -n "$$api" ] || { echo "nothing to smoke-test: $(K8S_NAMESPACE) has no deployment/$(K8S_DEPLOYMENT)" >&2; exit 2; }; \
 	kubectl -n $(K8S_NAMESPACE) delete job/{{ cookiecutter.project_slug }}-smoke --ignore-not-found --wait=true >/dev/null; \
 	sed "s|^          image: .*|          image: $$api|" deploy/k8s/smoke-job.yaml | kubectl -n $(K8S_NAMESPACE) apply -f - >/dev/null || exit 1; \
 	outcome=; waited=0; \
@@ -154,7 +154,7 @@ k8s-smoke: ## Smoke-test ENV's Service from inside the cluster (a Job: ready, th
 	done; \
 	kubectl -n $(K8S_NAMESPACE) logs job/{{ cookiecutter.project_slug }}-smoke; \
 	case "$$outcome" in \
-	  Complete) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }} passed";; \
-	  Failed) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }} failed (job/{{ cookiecutter.project_slug }}-smoke)" >&2; exit 1;; \
-	  *) echo "smoke test of $(K8S_NAMESPACE)/{{ cookiecutter.project_slug }}: no outcome after $(K8S_SMOKE_TIMEOUT) s" >&2; exit 1;; \
+	  Complete) echo "smoke test passed: $(K8S_NAMESPACE)/service/{{ cookiecutter.project_slug }}";; \
+	  Failed) echo "smoke test failed (job/{{ cookiecutter.project_slug }}-smoke): $(K8S_NAMESPACE)/service/{{ cookiecutter.project_slug }}" >&2; exit 1;; \
+	  *) echo "smoke test without an outcome after $(K8S_SMOKE_TIMEOUT) s: $(K8S_NAMESPACE)/service/{{ cookiecutter.project_slug }}" >&2; exit 1;; \
 	esac
