@@ -266,8 +266,16 @@ def test_operator_objects_follow_the_monitoring_option(
         monitor = one(docs, "ServiceMonitor", slug)
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert monitor["spec"]["selector"]["matchLabels"]
+        # Every series scraped, and so every alert, carries the overlay's environment.
+        environment = {"targetLabel": "environment", "replacement": NAMESPACE_OF[overlay]}
         assert monitor["spec"]["endpoints"] == [
-            {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+            {
+                "port": "http",
+                "path": "/metrics",
+                "interval": "15s",
+                "scrapeTimeout": "10s",
+                "relabelings": [environment],
+            }
         ]
         assert monitor["metadata"]["namespace"] == f"{slug}-{NAMESPACE_OF[overlay]}"
         rule = one(docs, "PrometheusRule", slug)
@@ -290,20 +298,80 @@ def test_operator_objects_follow_the_monitoring_option(
         assert one(docs, "CronJob", f"{slug}-drift")
 
 
+def without_annotations(groups: list[Doc]) -> list[Doc]:
+    """The rule groups but the rules' annotations (the PrometheusRule's name kubectl)."""
+    return [
+        {
+            **group,
+            "rules": [{k: v for k, v in r.items() if k != "annotations"} for r in group["rules"]],
+        }
+        for group in groups
+    ]
+
+
+def annotations_of(groups: list[Doc]) -> dict[str, dict[str, str]]:
+    return {
+        r["alert"]: r["annotations"] for group in groups for r in group["rules"] if "alert" in r
+    }
+
+
 def test_prometheus_rule_mirrors_the_alerts_file(
     baked: BakedProject, rendered: dict[str, list[Doc]]
 ) -> None:
-    """Whenever both exist, the PrometheusRule carries exactly monitoring/prometheus/alerts.yml."""
+    """Whenever both exist, the PrometheusRule carries monitoring/prometheus/alerts.yml, its
+    runbook commands for Kubernetes: kubectl in the alert's namespace, no docker."""
     rule_file = "deploy/k8s/components/monitoring/prometheusrule.yaml"
     alerts_file = "monitoring/prometheus/alerts.yml"
     if not (baked.has_file(rule_file) and baked.has_file(alerts_file)):
         pytest.skip("monitoring=none renders neither")
     (alerts,) = baked.load(alerts_file)
     (rule,) = baked.load(rule_file)
-    assert rule["spec"] == {"groups": alerts["groups"]}
+    assert list(rule["spec"]) == ["groups"]
+    assert without_annotations(rule["spec"]["groups"]) == without_annotations(alerts["groups"])
+    logs = f"kubectl -n {{{{ $labels.namespace }}}} logs deploy/{baked.path.name}"
     for overlay in ("staging", "production", "blue-green"):
-        rendered_rule = one(rendered[overlay], "PrometheusRule", baked.path.name)
-        assert rendered_rule["spec"]["groups"] == alerts["groups"]
+        groups = one(rendered[overlay], "PrometheusRule", baked.path.name)["spec"]["groups"]
+        assert groups == rule["spec"]["groups"]
+        annotations = annotations_of(groups)
+        assert annotations.keys() == annotations_of(alerts["groups"]).keys()
+        for alert, texts in annotations.items():
+            assert not any("docker" in text for text in texts.values()), alert
+        for alert in ("ApiDown", "ModelNotReady", "HighErrorRate"):
+            assert logs in " ".join(annotations[alert]["description"].split()), alert
+
+
+def test_prometheus_rule_passes_promtool(
+    baked: BakedProject, rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """The PrometheusRule's groups as Prometheus loads them: its kubectl templates expand."""
+    if not baked.has_file("deploy/k8s/components/monitoring/prometheusrule.yaml"):
+        pytest.skip("monitoring=none renders no PrometheusRule")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is needed (apt-get install prometheus)")
+    rules = tmp_path / "rules.yml"
+    spec = one(rendered["production"], "PrometheusRule", baked.path.name)["spec"]
+    rules.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    result = baked.run(promtool, "check", "rules", str(rules))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_monitoring_objects_carry_the_release_label(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
+) -> None:
+    """kube-prometheus-stack selects both by `release`, set in one place, and only them."""
+    if answers["monitoring"] == "none":
+        pytest.skip("monitoring=none renders no operator object")
+    component = "deploy/k8s/components/monitoring"
+    assert baked.read(f"{component}/kustomization.yaml").count("value: kube-prometheus-stack") == 1
+    for name in ("servicemonitor.yaml", "prometheusrule.yaml"):
+        (doc,) = baked.load(f"{component}/{name}")
+        assert "release" not in doc["metadata"]["labels"], f"{name}: set in kustomization.yaml"
+    for overlay in ("staging", "production", "blue-green"):
+        for doc in rendered[overlay]:
+            release = doc["metadata"].get("labels", {}).get("release")
+            expected = "kube-prometheus-stack" if doc["kind"] in OPERATOR_KINDS else None
+            assert release == expected, (overlay, doc["kind"])
 
 
 def test_every_pod_spec_is_restricted(rendered: dict[str, list[Doc]]) -> None:

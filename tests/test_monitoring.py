@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from baked import TOOLS_BIN, BakedProject
 from conftest import bake_project
 
@@ -167,6 +168,11 @@ def without_url_file(config: str) -> str:
     )
 
 
+def yaml_receivers(config: str) -> list[dict[str, Any]]:
+    receivers: list[dict[str, Any]] = yaml.safe_load(config)["receivers"]
+    return receivers
+
+
 def amtool_check(config: str) -> None:
     """`amtool check-config` on the text of a configuration."""
     amtool = require("amtool")
@@ -204,6 +210,16 @@ def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
         for expr in case.get("promql_expr_test", [])
     }
     assert any("ml:live_metric" in expr for expr in checked), "the live metrics are tested"
+    fired = [
+        alert["exp_labels"]
+        for case in load(monitored, ALERT_TESTS)["tests"]
+        for check in case.get("alert_rule_test", [])
+        for alert in check["exp_alerts"]
+    ]
+    production = {"environment": "production", "namespace": f"{monitored.path.name}-production"}
+    assert any(production.items() <= labels.items() for labels in fired), (
+        "a test shows an alert keeping the environment and namespace of its series"
+    )
 
 
 def test_a_missing_tool_fails_the_check_only_when_required(
@@ -234,6 +250,8 @@ def test_prometheus_config_points_at_the_stack(monitored: BakedProject) -> None:
     assert api["static_configs"][0]["targets"] == ["api:8000"]
     assert api.get("metrics_path", "/metrics") == "/metrics"
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+    # Every alert of this Prometheus is routed as `local`: it never pages.
+    assert config["global"]["external_labels"] == {"environment": "local"}
 
 
 def test_every_alert_has_for_severity_and_annotations(monitored: BakedProject) -> None:
@@ -263,26 +281,65 @@ def test_alertmanager_config_is_valid(monitored: BakedProject) -> None:
     amtool_check(monitored.read(ALERTMANAGER))
 
 
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        pytest.param("environment=staging severity=critical", "notify", id="staging-critical"),
+        pytest.param("environment=staging severity=warning", "notify", id="staging-warning"),
+        pytest.param("environment=local severity=critical", "notify", id="local-critical"),
+        pytest.param("environment=production severity=critical", "page", id="production-critical"),
+        pytest.param("environment=production severity=warning", "notify", id="production-warning"),
+        pytest.param("severity=critical", "notify", id="no-environment"),
+    ],
+)
+def test_only_production_pages(
+    monitored: BakedProject, tmp_path: Path, labels: str, receiver: str
+) -> None:
+    """`amtool config routes test`: staging never pages, production's critical alerts do."""
+    amtool = require("amtool")
+    config = monitored.read(ALERTMANAGER)
+    if amtool_version(amtool) < URL_FILE_SINCE:
+        config = without_url_file(config)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(config, encoding="utf-8")
+    result = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={path}", *labels.split()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == [receiver]
+
+
+def test_a_down_api_mutes_alerts_of_its_environment_only(monitored: BakedProject) -> None:
+    for rule in load(monitored, ALERTMANAGER)["inhibit_rules"]:
+        assert "environment" in rule["equal"], rule
+
+
 def test_the_slack_example_is_a_valid_receiver(monitored: BakedProject) -> None:
     """The commented slack_configs, swapped in for webhook_configs as the README says."""
     lines = monitored.read(ALERTMANAGER).splitlines()
     start = next(i for i, line in enumerate(lines) if "in place of webhook_configs" in line)
-    example = [line.replace("# ", "", 1) for line in lines[start + 1 :] if line.strip()]
+    stop = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    #"))
+    example = [line.replace("# ", "", 1) for line in lines[start + 1 : stop]]
     assert example[0].strip() == "slack_configs:"
     assert all(line.startswith("    ") for line in example)
-    webhook = lines.index("    webhook_configs:")
+    webhook = lines.index("    webhook_configs:")  # the first receiver's, `notify`
     end = next(i for i in range(webhook + 1, len(lines)) if lines[i].startswith("    #"))
-    config = "\n".join(lines[:webhook] + example + lines[end:start]) + "\n"
+    config = "\n".join(lines[:webhook] + example + lines[end:]) + "\n"
     amtool_check(config)
-    assert "api_url_file:" in config
-    assert "webhook_configs" not in config
+    receivers = {receiver["name"]: receiver for receiver in yaml_receivers(config)}
+    assert receivers["notify"]["slack_configs"][0]["api_url_file"]
+    assert "webhook_configs" not in receivers["notify"]
 
 
 def test_webhook_url_comes_from_the_environment(monitored: BakedProject) -> None:
-    (receiver,) = load(monitored, ALERTMANAGER)["receivers"]
-    (webhook,) = receiver["webhook_configs"]
-    assert "url" not in webhook, "no URL in the repository"
-    url_file = webhook["url_file"]
+    receivers = load(monitored, ALERTMANAGER)["receivers"]
+    assert [receiver["name"] for receiver in receivers] == ["notify", "page"]
+    webhooks = [webhook for receiver in receivers for webhook in receiver["webhook_configs"]]
+    assert all("url" not in webhook for webhook in webhooks), "no URL in the repository"
+    (url_file,) = {webhook["url_file"] for webhook in webhooks}
     service = load(monitored, MONITORING_COMPOSE)["services"]["alertmanager"]
     script = "\n".join(service["command"])
     assert f'"$${{ALERT_WEBHOOK_URL}}" > {url_file}' in script
@@ -365,36 +422,50 @@ AGGREGATION = re.compile(
     r"(?:(by|without)\s*\(([^)]*)\))?\s*\("
 )
 # Label-less results: one for all environments.
-LABEL_LESS = re.compile(r"\b(scalar|vector)\s*\(|\bon\s*\(\s*\)")
+LABEL_LESS = re.compile(r"\b(scalar|vector)\s*\(")
+MATCHING = re.compile(r"\bon\s*\(([^)]*)\)")
+# The labels that tell environments apart: the alert's namespace, and the environment
+# Alertmanager routes on.
+ENVIRONMENT_LABELS = {"namespace", "environment"}
 
 
 def namespace_losses(expr: str) -> list[str]:
-    """The parts of `expr` that merge environments: an aggregation not `by` namespace (or
-    `without` it), on() matching, scalar() or vector()."""
+    """The parts of `expr` that merge environments or drop their labels: an aggregation not
+    `by` namespace and environment (or `without` either), an on() matching without both,
+    scalar() or vector()."""
     lost = [match.group(0) for match in LABEL_LESS.finditer(expr)]
+    for match in MATCHING.finditer(expr):
+        if not {label.strip() for label in match.group(1).split(",")} >= ENVIRONMENT_LABELS:
+            lost.append(match.group(0))
     for match in AGGREGATION.finditer(expr):
         clause, labels = (
             match.group(2),
             {label.strip() for label in (match.group(3) or "").split(",")},
         )
-        if clause is None or (clause == "by") != ("namespace" in labels):
+        kept = labels >= ENVIRONMENT_LABELS if clause == "by" else not ENVIRONMENT_LABELS & labels
+        if clause is None or not kept:
             lost.append(match.group(0))
-    return lost
+    return sorted(lost, key=expr.index)
 
 
 def test_namespace_losses_of_a_query() -> None:
-    assert namespace_losses("sum by (namespace, route) (rate(x[5m])) > 0") == []
-    assert namespace_losses("max without (instance) (x) and on (namespace) y") == []
-    assert namespace_losses("sum(rate(x[5m])) or vector(0)") == ["vector(", "sum("]
+    assert namespace_losses("sum by (namespace, environment, route) (rate(x[5m])) > 0") == []
+    assert namespace_losses("max without (instance) (x) and on (environment, namespace) y") == []
+    assert namespace_losses("sum(rate(x[5m])) or vector(0)") == ["sum(", "vector("]
     assert namespace_losses("a > on() max by (route) (b)") == ["on()", "max by (route) ("]
-    assert namespace_losses("count without (namespace) (x) >= scalar(y)") == [
+    assert namespace_losses("sum by (namespace, route) (x) / on (namespace) y") == [
+        "sum by (namespace, route) (",
+        "on (namespace)",
+    ]
+    assert namespace_losses("count without (environment) (x) >= scalar(y)") == [
+        "count without (environment) (",
         "scalar(",
-        "count without (namespace) (",
     ]
 
 
 def test_every_aggregation_keeps_the_namespace(monitored: BakedProject) -> None:
-    """One Prometheus may watch staging and production: no rule adds them together."""
+    """One Prometheus may watch staging and production: no rule adds them together, and
+    every alert keeps the `environment` label Alertmanager routes on."""
     rules = all_rules(monitored)
     assert len(rules) > 10
     for rule in rules:

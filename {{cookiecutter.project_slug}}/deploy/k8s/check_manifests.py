@@ -3,7 +3,8 @@
 - Every object against the Kubernetes API's schemas of one version, strictly: an unknown
   or misspelt field is an error, as is a kind that version does not have.
 - The Prometheus Operator's ServiceMonitor and PrometheusRule, whose schemas are CRDs on
-  the cluster: their required fields, and alert rules equal to monitoring/prometheus/alerts.yml.
+  the cluster: their required fields, and alert rules equal to monitoring/prometheus/alerts.yml
+  but for their annotations.
 - Selectors: the Service, PodDisruptionBudget, NetworkPolicies and ServiceMonitor select
   pods (or the Service) that exist, the autoscaler scales a Deployment that exists, and
   the port names agree from the ServiceMonitor to the container.
@@ -110,8 +111,24 @@ def check_prometheus_rule(doc: Doc) -> Iterator[str]:
         for rule in group.get("rules") or []:
             if "expr" not in rule or ("alert" in rule) == ("record" in rule):
                 yield f"{name_of(doc)}: rule {rule} needs expr and one of alert or record"
-    if ALERTS.is_file() and yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"] != groups:
-        yield f"{name_of(doc)}: spec.groups differ from {ALERTS.name}: copy the groups over"
+    if ALERTS.is_file():
+        alerts = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+        if without_annotations(alerts) != without_annotations(groups):
+            yield f"{name_of(doc)}: spec.groups differ from {ALERTS.name}: copy the groups over"
+
+
+def without_annotations(groups: list[Doc]) -> list[Doc]:
+    """The rule groups but their annotations (the PrometheusRule's name kubectl commands)."""
+    return [
+        {
+            **group,
+            "rules": [
+                {k: v for k, v in rule.items() if k != "annotations"}
+                for rule in group.get("rules") or []
+            ],
+        }
+        for group in groups
+    ]
 
 
 def port_names(template: Doc) -> set[str]:
