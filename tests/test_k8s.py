@@ -258,7 +258,10 @@ def test_operator_objects_follow_the_monitoring_option(
             assert not kinds[overlay] & OPERATOR_KINDS
             assert not any(doc["apiVersion"].startswith("monitoring.coreos.com") for doc in docs)
             cronjobs = sorted(doc["metadata"]["name"] for doc in of_kind(docs, "CronJob"))
-            expected = [] if overlay == "canary" else [f"{slug}-batch", f"{slug}-retrain"]
+            expected = {
+                "canary": [],
+                "staging": [f"{slug}-batch"],
+            }.get(overlay, [f"{slug}-batch", f"{slug}-retrain"])
             assert cronjobs == expected, "the drift command only exists with monitoring=prometheus"
         return
     for overlay in ("staging", "production", "blue-green"):
@@ -570,7 +573,13 @@ def test_canary_is_production_but_for_image_and_track(
         deployment.pop("metadata")
     assert canary == production
     production_config = dict(of_kind(rendered["production"], "ConfigMap")[0]["data"])
-    for job_setting in ("DRIFT_CURRENT_URL", "BATCH_INPUT_URL", "BATCH_OUTPUT_URL"):
+    jobs_settings = (
+        "DRIFT_CURRENT_URL",
+        "DRIFT_PUSHGATEWAY_URL",
+        "BATCH_INPUT_URL",
+        "BATCH_OUTPUT_URL",
+    )
+    for job_setting in jobs_settings:
         production_config.pop(job_setting, None)  # the jobs', not the API's
     assert of_kind(rendered["canary"], "ConfigMap")[0]["data"] == production_config
 
@@ -579,14 +588,21 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
     baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
 ) -> None:
     slug = baked.path.name
+    # retraining: in production only (one schedule racing for @champion, not two)
+    assert not [job for job in of_kind(rendered["staging"], "CronJob") if "retrain" in str(job)]
+    retrain = one(rendered["production"], "CronJob", f"{slug}-retrain")
+    job = retrain["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0
+    assert job["podFailurePolicy"]["rules"] == [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
+    steps = job["template"]["spec"]["containers"][0]["args"][0]
+    assert "\ndvc pull\n" in steps, "every file dvc.lock names, strictly"
+    assert "--allow-missing" not in steps
+    order = ["dvc pull", " collect;", "\ndvc repro\n", "\ndvc push\n", "log_artifact"]
+    assert [steps.index(step) for step in order] == sorted(steps.index(step) for step in order)
     for overlay in ("staging", "production"):
         docs = rendered[overlay]
-        retrain = one(docs, "CronJob", f"{slug}-retrain")
-        script = retrain["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        steps = script["args"][0]
-        assert "\ndvc repro\n" in steps
-        assert steps.index("dvc pull") < steps.index(" collect;") < steps.index("dvc repro")
-        assert steps.rstrip().endswith("then dvc push; fi")
         for cronjob in of_kind(docs, "CronJob"):
             spec = cronjob["spec"]
             assert spec["concurrencyPolicy"] == "Forbid"
@@ -607,7 +623,8 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
             assert cronjob["suspend"] is True, "suspended until DRIFT_CURRENT_URL is set"
             drift = cronjob["jobTemplate"]["spec"]
             script = drift["template"]["spec"]["containers"][0]["args"][0]
-            assert f"exec {slug} drift --current current.csv --alias champion" in script
+            assert f"{slug} drift --current current.csv --alias champion" in script
+            assert f"python -m {baked.module}.monitoring.publish" in script
             fail, ignore = drift["podFailurePolicy"]["rules"]
             assert fail["action"] == "FailJob"
             # drift and a problem to fix end the Job; 3, could not check, is retried

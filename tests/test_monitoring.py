@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from baked import TOOLS_BIN, BakedProject
+from baked import TOOLS_BIN, BakedProject, template_defaults
 from conftest import bake_project
 
 PROMETHEUS = "monitoring/prometheus/prometheus.yml"
@@ -42,6 +42,8 @@ REQUIRED_ALERTS = {
     "PredictionLogDropping",
     "ModelPerformanceDegraded",
 }
+# On the drift CronJob's outcome, which only deploy=kubernetes has.
+CLUSTER_ALERTS = {"ScheduledDriftCheckFoundDrift", "ScheduledDriftCheckFailing"}
 # Metrics Prometheus itself gives every target.
 PROMETHEUS_METRICS = {"up"}
 PROMQL_WORDS = {
@@ -140,6 +142,24 @@ def exposed_metrics(project: BakedProject) -> set[str]:
     return names
 
 
+def expected_alerts(project: BakedProject) -> set[str]:
+    deploy = {**template_defaults(), **project.answers}["deploy"]
+    return REQUIRED_ALERTS | (CLUSTER_ALERTS if deploy == "kubernetes" else set())
+
+
+def pushed_metrics(project: BakedProject) -> set[str]:
+    """Names the scheduled drift check pushes to a Pushgateway (monitoring/publish.py, run)."""
+    path = project.path / "src" / project.module / "monitoring" / "publish.py"
+    spec = importlib.util.spec_from_file_location("publish", path)
+    assert spec is not None
+    assert spec.loader is not None
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    report = {"detected": True, "drifted": ["a"], "rows": 9, "features": [{"name": "a", "psi": 1}]}
+    text = publish.exposition(1, report, 0.0)
+    return {line.split("{")[0].split()[0] for line in text.splitlines() if line[:1] != "#"}
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects (Grafana's variables allowed)."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
@@ -192,7 +212,7 @@ def test_prometheus_config_and_rules_are_valid(monitored: BakedProject) -> None:
     monitored.check(promtool, "check", "config", PROMETHEUS)
     checked = monitored.check(promtool, "check", "rules", ALERTS)
     assert f"{len(all_rules(monitored))} rules found" in checked.stdout
-    assert len(alert_rules(monitored)) == len(REQUIRED_ALERTS)
+    assert len(alert_rules(monitored)) == len(expected_alerts(monitored))
 
 
 def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
@@ -203,7 +223,7 @@ def test_alert_rule_unit_tests_pass(monitored: BakedProject) -> None:
         for case in load(monitored, ALERT_TESTS)["tests"]
         for check in case.get("alert_rule_test", [])
     }
-    assert tested == REQUIRED_ALERTS, "every alert has a unit test"
+    assert tested == expected_alerts(monitored), "every alert has a unit test"
     checked = {
         expr["expr"]
         for case in load(monitored, ALERT_TESTS)["tests"]
@@ -256,7 +276,10 @@ def test_prometheus_config_points_at_the_stack(monitored: BakedProject) -> None:
 
 def test_every_alert_has_for_severity_and_annotations(monitored: BakedProject) -> None:
     rules = alert_rules(monitored)
-    assert {rule["alert"] for rule in rules} == REQUIRED_ALERTS
+    cluster = (
+        CLUSTER_ALERTS if monitored.answers.get("deploy", "kubernetes") == "kubernetes" else set()
+    )
+    assert {rule["alert"] for rule in rules} == REQUIRED_ALERTS | cluster
     for rule in rules:
         assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
@@ -387,7 +410,7 @@ def test_queries_use_only_metrics_the_server_exposes(monitored: BakedProject) ->
     assert {"ml_http_requests_total", "ml_model_ready", *drift} <= exposed, exposed
     queries = [rule["expr"] for rule in all_rules(monitored)]
     queries += [expr for board in dashboards(monitored).values() for expr in panel_queries(board)]
-    known = exposed | PROMETHEUS_METRICS | recorded(monitored)
+    known = exposed | PROMETHEUS_METRICS | recorded(monitored) | pushed_metrics(monitored)
     used: set[str] = set()
     for expr in queries:
         names = metric_names(expr)

@@ -33,7 +33,7 @@ def step_pod(baked: BakedProject) -> Doc:
 
 
 def retrain_pod(baked: BakedProject) -> Doc:
-    [cronjob] = baked.load("deploy/k8s/base/retrain-cronjob.yaml")
+    [cronjob] = baked.load("deploy/k8s/overlays/production/retrain-cronjob.yaml")
     return dict(cronjob["spec"]["jobTemplate"]["spec"]["template"])
 
 

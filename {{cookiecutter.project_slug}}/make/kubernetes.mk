@@ -33,7 +33,7 @@ K8S_DEPLOYABLE := staging blue-green
 
 k8s-deploy: k8s-validate ## Apply an overlay as committed (staging, blue-green): make k8s-deploy ENV=staging
 	@test -d deploy/k8s/overlays/$(ENV) || { echo "ENV=$(ENV): no such overlay (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
-	@test -n "$(filter $(ENV),$(K8S_DEPLOYABLE))" || { echo "ENV=$(ENV): its images are what CI deployed by digest, not the overlay's newTag: make k8s-release ENV=$(ENV) IMAGE=… DIGEST=sha256:… TRAIN_DIGEST=sha256:… (or push a release tag and let deploy.yml do it)" >&2; exit 2; }
+	@test -n "$(filter $(ENV),$(K8S_DEPLOYABLE))" || { echo "ENV=$(ENV): its images are what CI deployed by digest, not the overlay's newTag: make k8s-release ENV=$(ENV) IMAGE=… DIGEST=sha256:… TRAIN_DIGEST=sha256:…" >&2; exit 2; }
 	kubectl apply -k deploy/k8s/overlays/$(ENV)
 
 # Blue-green: the Service of deploy/k8s/overlays/blue-green sends the traffic to the live

@@ -53,7 +53,7 @@ def handed_on(task: str) -> dict[str, str]:
 
 def retrain_pod() -> dict[str, Any]:
     """The retrain CronJob's pod, whose settings every step's pod has."""
-    path = PROJECT / "deploy" / "k8s" / "base" / "retrain-cronjob.yaml"
+    path = PROJECT / "deploy" / "k8s" / "overlays" / "production" / "retrain-cronjob.yaml"
     cronjob = yaml.safe_load(path.read_text(encoding="utf-8"))
     return dict(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"])
 
@@ -158,7 +158,7 @@ def test_the_pods_run_as_the_retrain_cronjob(compiled: Any) -> None:
 
 
 def retrain_deadline() -> int:
-    path = PROJECT / "deploy" / "k8s" / "base" / "retrain-cronjob.yaml"
+    path = PROJECT / "deploy" / "k8s" / "overlays" / "production" / "retrain-cronjob.yaml"
     cronjob = yaml.safe_load(path.read_text(encoding="utf-8"))
     return int(cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"])
 
