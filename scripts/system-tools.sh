@@ -14,6 +14,7 @@ declare -A PACKAGES=(
   [pg_ctl]=postgresql
   [wrk]=wrk  # bench/serve.py's load generator
   [chromium]=chromium  # opens the HTML drift report in tests/test_monitoring_e2e.py
+  [prometheus-pushgateway]=prometheus-pushgateway  # receives the drift CronJob's metrics
 )
 
 missing=()

@@ -159,6 +159,7 @@ OPTION_FILES = {
         "src/{module}/monitoring/check.py",
         "src/{module}/monitoring/drift.py",
         "src/{module}/monitoring/online.py",
+        "src/{module}/monitoring/publish.py",
         "src/{module}/monitoring/report.py",
         "src/{module}/monitoring/settings.py",
         "src/{module}/monitoring/window.py",

@@ -74,7 +74,13 @@ def pod_options(
     for source in spec.get("envFrom", []):
         if "configMapRef" in source:
             env.update(configmaps[source["configMapRef"]["name"]])
-    env.update({item["name"]: item["value"] for item in spec.get("env", [])})
+    # values, and the pod's own namespace from the downward API
+    fields = {"metadata.namespace": workload["metadata"]["namespace"]}
+    for item in spec.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            env[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
     env.update(overrides or {})
     options += [f"--env={key}={value}" for key, value in env.items()]
     return options, spec

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,8 @@ import pytest
 from baked import TOOLS_BIN, BakedProject, free_port
 from conftest import install_project
 from containers import Image, answering, build, docker_command, ensure_bases, podman
-from services import Postgres, S3Server, client_env
+from services import Postgres, S3Server, client_env, wait_for_port
+from test_images_e2e import pod_options
 from test_pipeline_e2e import dvc_outputs
 from test_serve_e2e import RECORD_SCRIPT, call, serving
 
@@ -338,3 +340,176 @@ def test_the_driver_a_postgresql_answer_installs_is_the_one_sqlalchemy_loads(
         str(venv / "bin/python"), "-c", DRIVER_SCRIPT, uri, env={"PGPASSWORD": database.password}
     )
     assert loaded.stdout.split() == [driver, database.user]
+
+
+# --- the CronJobs' containers against the stack ----------------------------------------------
+
+LABELLED_ROWS = """
+import sys
+
+import pandas as pd
+import yaml
+
+from {module}.prediction_store import PredictionStore, Stored
+
+target = yaml.safe_load(open("params.yaml"))["data"]["target"]
+frame = pd.read_csv("data/raw/sample.csv").sample(n=120, random_state=7)
+store = PredictionStore(sys.argv[1])
+rows, labels = [], []
+for n, record in enumerate(frame.to_dict("records")):
+    actual = record.pop(target)
+    rows.append(Stored(f"served-{{n}}", 1.0e9 + n, "m", "1", "champion", record, actual, None))
+    labels.append((f"served-{{n}}", actual.item() if hasattr(actual, "item") else actual))
+store.add_predictions(rows)
+store.add_labels(labels)
+"""
+
+
+@pytest.fixture(scope="module")
+def train_image(trained: BakedProject, s3: S3Server) -> Image:
+    """The pipeline image of the stack project as CI leaves it: built after `make pipeline`,
+    with that run's dvc.lock, its data and models pushed to the DVC bucket."""
+    ensure_bases(trained.path / "Dockerfile")
+    trained.check("make", "push", env=client_env(s3))
+    trained.check(
+        "make", "docker-build-train", f"DOCKER={docker_command()}",
+        "IMAGE=localhost/stack-e2e", "TAG=t", timeout=2400,
+    )  # fmt: skip
+    return Image("localhost/stack-e2e-train:t")
+
+
+def run_cronjob(
+    project: BakedProject, image: Image, name: str, env: dict[str, str], *volumes: str
+) -> subprocess.CompletedProcess[str]:
+    """The production CronJob `name`'s container as kustomize renders it (command, args,
+    env, ConfigMap, user, read-only root, capabilities, emptyDirs), on the host network."""
+    options, spec = pod_options(project, "CronJob", name, env)
+    assert spec["image"].split("@")[0].split(":")[0].endswith(f"/{project.path.name}-train")
+    command = [*spec["command"], *spec["args"]]
+    return podman(
+        "run", "--rm", "--network=host", *options, *(f"--volume={v}" for v in volumes),
+        f"--workdir={spec['workingDir']}", "--entrypoint", command[0], image.name, *command[1:],
+        timeout=1800, check=False,
+    )  # fmt: skip
+
+
+def test_the_retrain_cronjob_pulls_trains_registers_and_pushes(
+    trained: BakedProject, train_image: Image, server: str, s3: S3Server, tmp_path: Path
+) -> None:
+    project, env = trained, client_env(s3)
+    listed = train_image.run("sh", "-c", "ls -A /app").stdout.split()
+    assert sorted(listed) == sorted(
+        [".dvc", ".dvcignore", ".venv", "data", "dvc.lock", "dvc.yaml", "params.yaml",
+         "sbom.cdx.json", "src"]
+    )  # fmt: skip
+    # data/: what git holds (DVC's pointers among it), not the rows the pipeline makes
+    shipped = set(train_image.run("sh", "-c", "cd /app && find data -type f").stdout.split())
+    tracked = set(project.check("git", "ls-files", "data").stdout.split())
+    assert shipped - tracked <= {"data/raw/production.csv"}, shipped - tracked
+    # its remote's plugin and fsspec backend are in the image (dvc_remote=s3)
+    train_image.run("python", "-c", "import dvc_s3, s3fs")
+
+    # a remote the pod cannot reach is a setting to fix (2), before anything runs
+    refused = run_cronjob(project, train_image, "retrain", {**env, "DVC_REMOTE_URL": "/absent"})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "DVC_REMOTE_URL=/absent: no such directory" in refused.stderr
+
+    # labelled production rows in the servers' store: new data, so a new model
+    store = tmp_path / "store"
+    store.mkdir()
+    script = LABELLED_ROWS.format(module=project.module)
+    project.check(".venv/bin/python", "-c", script, f"sqlite:///{store}/predictions.db")
+    subprocess.run(["chown", "-R", "10001:10001", str(store)], check=True)
+    before_keys = set(s3.keys(DVC_BUCKET))
+    before = registry(project, server, env)
+    ran = run_cronjob(
+        project, train_image, "retrain",
+        {**env, "PREDICTION_STORE_URL": "sqlite:////store/predictions.db"},
+        f"{store}:/store",
+    )  # fmt: skip
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output[-4000:]
+    assert "120 new labelled rows" in output
+    for stage in ("prepare", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in output, stage
+    after = registry(project, server, env)
+    new = max(after["versions"])
+    assert after["versions"] == [*before["versions"], new], "one version registered"
+    assert after["aliases"]["challenger"] == str(new)
+    pushed = set(s3.keys(DVC_BUCKET)) - before_keys
+    assert len(pushed) >= 3, f"the new data and model went to the DVC remote: {pushed}"
+
+    # the new dvc.lock reaches git through the run it trained: make adopt-retrain
+    [run_id] = re.findall(r"make adopt-retrain RUN_ID=([0-9a-f]{32})", output)
+    lock = (project.path / "dvc.lock").read_text("utf-8")
+    project.check("make", "adopt-retrain", f"RUN_ID={run_id}", env=env)
+    adopted = (project.path / "dvc.lock").read_text("utf-8")
+    assert adopted != lock
+    assert project.has_file("data/raw/production.csv.dvc")
+    assert len((project.path / "data/raw/production.csv").read_text("utf-8").splitlines()) == 121
+    status = project.check(".venv/bin/dvc", "status", env=env).stdout
+    assert "up to date" in status, status
+    project.check("git", "checkout", "--", ".")  # the other tests start from the commit
+    project.check("git", "clean", "-fdq", "data/raw")
+
+
+def test_the_drift_cronjob_returns_its_three_outcomes_and_publishes_them(
+    trained: BakedProject, train_image: Image, server: str, s3: S3Server, tmp_path: Path
+) -> None:
+    project, env = trained, client_env(s3)
+    pushgateway, port = shutil.which("prometheus-pushgateway"), free_port()
+    if pushgateway is None:
+        pytest.fail("prometheus-pushgateway is not installed (make test installs it)")
+    gateway = subprocess.Popen(
+        [pushgateway, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, gateway, "prometheus-pushgateway")
+        bucket = s3.client()
+        sample = project.path / "data/raw/sample.csv"
+        frame = sample.read_text("utf-8").splitlines()
+        bucket.put_object(Bucket=DVC_BUCKET, Key="drift/same.csv", Body="\n".join(frame))
+        shifted = project.check(
+            ".venv/bin/python", "-c",
+            "import pandas as pd, sys; f = pd.read_csv(sys.argv[1]); f['mean_radius'] *= 3;"
+            "print(f.to_csv(index=False))", str(sample),
+        ).stdout  # fmt: skip
+        bucket.put_object(Bucket=DVC_BUCKET, Key="drift/shifted.csv", Body=shifted)
+        gateway_env = {**env, "DRIFT_PUSHGATEWAY_URL": f"http://127.0.0.1:{port}"}
+        namespace = f"{project.path.name}-production"
+        cases = [
+            ("no drift", {"DRIFT_CURRENT_URL": f"s3://{DVC_BUCKET}/drift/same.csv"}, 0, 0),
+            ("drift", {"DRIFT_CURRENT_URL": f"s3://{DVC_BUCKET}/drift/shifted.csv"}, 1, 1),
+            # the registry out of reach: could not check, retried; the last verdict stays
+            (
+                "could not check",
+                {
+                    "DRIFT_CURRENT_URL": f"s3://{DVC_BUCKET}/drift/same.csv",
+                    "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+                },
+                3,
+                1,
+            ),
+            ("no file", {"DRIFT_CURRENT_URL": f"s3://{DVC_BUCKET}/drift/absent.csv"}, 2, 1),
+        ]
+        for case, variables, status, detected in cases:
+            ran = run_cronjob(project, train_image, "drift", {**gateway_env, **variables})
+            output = ran.stdout + ran.stderr
+            assert ran.returncode == status, f"{case}: {output[-3000:]}"
+            assert "Traceback" not in output, f"{case}: {output[-3000:]}"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            group = f'job="drift-check",namespace="{namespace}"'
+            pattern = r"^(ml_batch_drift_\w+)\{([^}]*)\} (\S+)$"
+            found = {
+                name: float(value)
+                for name, labels, value in re.findall(pattern, metrics, re.MULTILINE)
+                if group in labels and "feature=" not in labels
+            }
+            assert found["ml_batch_drift_check_status"] == status, (case, found)
+            assert found["ml_batch_drift_detected"] == detected, (case, found)
+        assert 'ml_batch_drift_psi{feature="mean_radius"' in metrics
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)

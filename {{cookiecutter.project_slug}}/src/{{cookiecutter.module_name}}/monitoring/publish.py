@@ -26,7 +26,7 @@ from typing import Any
 
 PREFIX = "ml_batch_drift"
 HELP = {
-    "check_status": "Exit status of the last drift check: 0 none, 1 drift, 2 to fix, 3 could not check",
+    "check_status": "Exit status of the last drift check: 0 none, 1 drift, 2 fix, 3 unreachable",
     "check_timestamp_seconds": "When the last drift check ended",
     "last_success_timestamp_seconds": "When a drift check last ran to a verdict",
     "detected": "1 when the last check found drift",
