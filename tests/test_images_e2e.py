@@ -1,9 +1,10 @@
 """The rendered Dockerfile, unchanged, built by a real engine and run as the manifests say.
 
-podman (tests/containers.py) builds both targets through the project's own
-`make docker-build` / `make docker-build-train` (DOCKER= a podman wrapper). The serve
-container runs with the security context, volumes and environment of the rendered
-production Deployment; the train container runs the retrain CronJob's command.
+podman (tests/containers.py) builds the serve target through the project's own
+`make docker-build` (DOCKER= a podman wrapper) and runs it with the security context,
+volumes and environment of the rendered production Deployment. The train target, with
+the retrain and drift CronJobs' containers, runs against the tracking stack
+(tests/test_tracking_stack_e2e.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,64 +197,3 @@ def test_the_images_carry_labels_and_an_sbom(project: BakedProject, serve_image:
     for name in ("fastapi", "numpy", "uvicorn"):
         assert components[name] == pins[name], name
     assert "scikit-learn" not in components, "the SBOM lists what the image installs"
-
-
-def test_the_train_image_runs_the_cronjob_and_registers_a_champion(
-    project: BakedProject, docker: str, tmp_path: Path
-) -> None:
-    project.check(
-        "make", "docker-build-train", docker, "IMAGE=localhost/images-e2e", "TAG=t", timeout=2400
-    )
-    image = Image("localhost/images-e2e-train:t")
-    store, remote = tmp_path / "store", tmp_path / "remote"
-    for volume in (store, remote):
-        volume.mkdir()
-        subprocess.run(["chown", "10001:10001", str(volume)], check=True)
-    # DVC_REMOTE_URL is what the Secret <slug>-dvc would hold
-    options, spec = pod_options(
-        project,
-        "CronJob",
-        "retrain",
-        {"MLFLOW_TRACKING_URI": "sqlite:////store/mlflow.db", "DVC_REMOTE_URL": "/remote"},
-    )
-    assert spec["image"].split(":")[0].endswith(f"/{project.path.name}-train")
-    command = [*spec["command"], *spec["args"]]
-    ran = podman(
-        "run", "--rm", "--network=host", *options, f"--volume={store}:/store",
-        f"--volume={remote}:/remote",
-        f"--workdir={spec['workingDir']}", "--entrypoint", command[0], image.name, *command[1:],
-        timeout=1800,
-    )  # fmt: skip
-    assert "Running stage 'register'" in ran.stdout + ran.stderr
-    pushed = [path for path in remote.rglob("*") if path.is_file()]
-    assert len(pushed) >= 5, f"dvc push sent the data and the model to the remote: {pushed}"
-    listed = image.run("sh", "-c", "ls -A /app").stdout.split()
-    assert sorted(listed) == sorted(
-        [
-            ".dvc",
-            ".dvcignore",
-            ".venv",
-            "data",
-            "dvc.lock",
-            "dvc.yaml",
-            "params.yaml",
-            "sbom.cdx.json",
-            "src",
-        ]
-    )
-    # data/: what git holds (DVC's pointers among it), not the rows the pipeline makes
-    shipped = set(image.run("sh", "-c", "cd /app && find data -type f").stdout.split())
-    tracked = set(project.check("git", "ls-files", "data").stdout.split())
-    assert shipped - tracked <= {"data/raw/production.csv"}, shipped - tracked
-    assert image.run(project.path.name, "drift", "--help").returncode == 0, (
-        "it runs the drift check"
-    )
-    script = (
-        "import sys; from mlflow import MlflowClient; "
-        "client = MlflowClient(sys.argv[1]); "
-        "print(client.get_model_version_by_alias(sys.argv[2], 'champion').version)"
-    )
-    champion = project.check(
-        ".venv/bin/python", "-c", script, f"sqlite:///{store}/mlflow.db", project.path.name
-    )
-    assert champion.stdout.strip() == "1"
