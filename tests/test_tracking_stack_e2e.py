@@ -449,7 +449,13 @@ def test_the_retrain_cronjob_pulls_trains_registers_and_pushes(
     assert len((project.path / "data/raw/production.csv").read_text("utf-8").splitlines()) == 121
     status = project.check(".venv/bin/dvc", "status", env=env).stdout
     assert "up to date" in status, status
-    project.check("git", "checkout", "--", ".")  # the other tests start from the commit
+    # ready to commit: the pointer in git, the data it names out of it
+    project.check("git", "add", "-A", "dvc.lock", "data")
+    staged = project.check("git", "diff", "--cached", "--name-status").stdout.split("\n")
+    assert "A\tdata/raw/production.csv.dvc" in staged, staged
+    assert "D\tdata/raw/production.csv" in staged, staged
+    assert "M\tdvc.lock" in staged, staged
+    project.check("git", "reset", "--hard", "--quiet")  # the other tests start from the commit
     project.check("git", "clean", "-fdq", "data/raw")
 
 
