@@ -454,9 +454,8 @@ def test_the_retrain_cronjob_pulls_trains_registers_and_pushes(
     staged = project.check("git", "diff", "--cached", "--name-status").stdout.split("\n")
     assert "A\tdata/raw/production.csv.dvc" in staged, staged
     assert "D\tdata/raw/production.csv" in staged, staged
-    assert "M\tdvc.lock" in staged, staged
-    project.check("git", "reset", "--hard", "--quiet")  # the other tests start from the commit
-    project.check("git", "clean", "-fdq", "data/raw")
+    assert {"A\tdvc.lock", "M\tdvc.lock"} & set(staged), staged
+    project.check("git", "reset", "--quiet")  # nothing committed: the index as it was
 
 
 def test_the_drift_cronjob_returns_its_three_outcomes_and_publishes_them(
