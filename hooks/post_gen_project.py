@@ -67,6 +67,13 @@ def remove_kubeflow(root: Path) -> None:
     remove(root, "pipelines", "orchestration/kubeflow", "make/kubeflow.mk")
 
 
+def remove_feature_store(root: Path, module_name: str) -> None:
+    """Feast's repository, its glue and its tests; the CronJob that fills the online store."""
+    remove(root, "feature_repo", f"src/{module_name}/features.py")
+    remove(root, f"src/{module_name}/serving/online_features.py")
+    remove(root, "tests/test_feature_store.py", "deploy/k8s/base/materialize-cronjob.yaml")
+
+
 def remove_if_empty(directory: Path) -> None:
     if directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
@@ -92,6 +99,8 @@ def prune(root: Path, answers: Answers) -> None:
     if answers["orchestrator"] != "kubeflow":
         remove_kubeflow(root)
     remove_if_empty(root / "orchestration")
+    if answers["feature_store"] == "none":
+        remove_feature_store(root, answers["module_name"])
     select_license(root, answers["open_source_license"])
     remove_if_empty(root / "make")  # no optional part, no make/*.mk
 

@@ -35,6 +35,7 @@ CHOICES = {
     "monitoring": ("prometheus", "none"),
     "docker_compose": ("yes", "no"),
     "orchestrator": ("none", "airflow", "kubeflow"),
+    "feature_store": ("none", "feast"),
     "open_source_license": ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"),
     "initialize_git": ("yes", "no"),
 }
@@ -45,7 +46,7 @@ RESERVED_MODULES = frozenset(
         *("mlflow", "dvc", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings"),
         *("sklearn", "scipy", "numpy", "pandas", "yaml", "prometheus_client", "httpx"),
         *("pytest", "matplotlib", "joblib", "skops", "mypy", "ruff", "setuptools", "pip"),
-        *("xgboost", "lightgbm"),
+        *("xgboost", "lightgbm", "feast", "redis"),
         *("typing_extensions", "test", "tests", "src"),
     }
 )
