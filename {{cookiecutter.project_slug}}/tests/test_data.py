@@ -28,6 +28,7 @@ def params(project_root: Path) -> Params:
     params.task = "classification"
     params.data.target = "label"
     params.data.min_rows = 50
+    params.data.entity_key = params.data.timestamp = None  # rows without ids or times
     return params
 
 

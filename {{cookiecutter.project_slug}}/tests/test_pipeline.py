@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+{% if cookiecutter.feature_store == "feast" -%}
+from feature_store_support import build_store, with_identity
+{% endif -%}
 from {{ cookiecutter.module_name }}.artifact import (
     PROFILE,
     SCHEMA,
@@ -43,7 +46,12 @@ def workspace(
 ) -> Iterator[Path]:
     """A project-shaped folder to run the stages in (they use relative paths)."""
     root = tmp_path_factory.mktemp("workspace")
-    make_frame(rows=200).to_csv(root / "mixed.csv", index=False)
+{%- if cookiecutter.feature_store == "feast" %}
+    frame = with_identity(make_frame(rows=200), make_params(Path(__file__).resolve().parents[1]))
+{%- else %}
+    frame = make_frame(rows=200)
+{%- endif %}
+    frame.to_csv(root / "mixed.csv", index=False)
     before = Path.cwd()
     os.chdir(root)
     yield root
@@ -75,6 +83,9 @@ def make_params(project_root: Path, model: str = "random_forest", **gate: float)
 def first(workspace: Path, settings: Settings) -> dict[str, object]:
     params = make_params(Path(__file__).resolve().parents[1])
     prepare(params)
+{%- if cookiecutter.feature_store == "feast" %}
+    build_store(workspace, params)  # train reads its features from the store
+{%- endif %}
     run = train(params, settings)
     evaluate(params, settings)
     return {"run": run, "registration": register(params, settings)}

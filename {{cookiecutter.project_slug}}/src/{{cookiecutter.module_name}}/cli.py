@@ -81,7 +81,7 @@ def sample(args: argparse.Namespace, settings: Settings) -> int:
     from .config import Paths
     from .data import write_sample
 
-    frame = write_sample(params.task)
+    frame = write_sample(params.task, Paths.sample, params.data.entity_key, params.data.timestamp)
     print(f"wrote {Paths.sample}: {len(frame)} rows, {len(frame.columns)} columns")
     return 0
 
@@ -108,6 +108,20 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+{% if cookiecutter.feature_store == "feast" -%}
+@command("materialize", "load the online feature store up to the newest time in the data")
+def materialize(args: argparse.Namespace, settings: Settings) -> int:
+    params = load_params(settings.params_path)
+    from .features import StoreSettings
+    from .features import materialize as run_materialize
+
+    with settings_errors(StoreSettings, {}):
+        store_settings = StoreSettings()
+    show(run_materialize(params, store_settings))
+    return 0
+
+
+{% endif -%}
 @command("evaluate", "score the test split, write metrics, plots, model card; apply the gate")
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)

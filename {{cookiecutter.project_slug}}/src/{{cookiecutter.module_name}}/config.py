@@ -59,6 +59,7 @@ class Paths:
     test = Path("data/processed/test.csv")
     schema = Path("data/processed/schema.json")
     split = Path("data/processed/split.json")  # rows per split, production rows among them
+    features = Path("data/processed/features.parquet")  # the feature store's source
     model = Path("models/model")
     profile = Path("models/profile.json")
     run = Path("models/run.json")
@@ -146,6 +147,10 @@ class DataParams(_Strict):
     test_size: float = Field(0.2, gt=0, lt=1)
     min_rows: int = Field(50, ge=10)
     categorical: list[str] = []
+    # A column naming the entity each row is about, and one with the time it was observed:
+    # neither is a feature. The feature store joins on them.
+    entity_key: str | None = None
+    timestamp: str | None = None
 
 
 class HistGradientBoostingParams(_Strict):

@@ -93,13 +93,21 @@ def _label(value: object) -> Label:
 
 
 def infer_schema(
-    frame: pd.DataFrame, target: str, task: Task, categorical: Iterable[str] = ()
+    frame: pd.DataFrame,
+    target: str,
+    task: Task,
+    categorical: Iterable[str] = (),
+    exclude: Iterable[str] = (),
 ) -> FeatureSchema:
-    """Numeric columns stay numeric unless listed in `categorical`; the rest are categories."""
+    """Numeric columns stay numeric unless listed in `categorical`; the rest are categories.
+
+    Every column but the target and those in `exclude` (ids, times) is a feature.
+    """
     forced = set(categorical)
+    skipped = {target, *exclude}
     features = []
     for name in frame.columns:
-        if name == target:
+        if name in skipped:
             continue
         column = frame[name]
         nullable = bool(column.isna().any())

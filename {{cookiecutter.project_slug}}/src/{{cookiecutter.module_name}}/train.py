@@ -18,9 +18,14 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from . import tracking
 from .artifact import write_extra_files
 from .config import Params, Paths, Settings
+{%- if cookiecutter.feature_store == "none" %}
 from .data import read_split
+{%- endif %}
 from .errors import ProjectError
 from .estimators import build_estimator
+{%- if cookiecutter.feature_store == "feast" %}
+from .features import open_store, training_frame
+{%- endif %}
 from .metrics import score
 from .profile import build_profile
 from .runtime import plan
@@ -65,7 +70,12 @@ def train(params: Params, settings: Settings) -> dict[str, Any]:
     from mlflow.models import infer_signature
 
     schema = FeatureSchema.load(Paths.schema)
+{%- if cookiecutter.feature_store == "feast" %}
+    # The features as the store joins them to each label's time: what serving reads too.
+    raw, labels = training_frame(open_store(), Paths.train, params, schema)
+{%- else %}
     raw, labels = read_split(Paths.train, schema)
+{%- endif %}
     features = to_model_frame(raw, schema)
     pipeline = build_pipeline(schema, params).fit(features, labels)
 

@@ -36,6 +36,9 @@ def create_app(
         server.settled = asyncio.Event()
         # Loading runs in the background so /health/live answers while it does.
         tasks = [asyncio.create_task(server.load_all()), asyncio.create_task(server.observer.run())]
+{%- if cookiecutter.feature_store == "feast" %}
+        tasks.append(asyncio.create_task(server.online.start()))
+{%- endif %}
         if settings.reload_seconds > 0:
             tasks.append(asyncio.create_task(server.poll()))
         yield

@@ -22,6 +22,9 @@ from .batching import Batcher
 from .live_metrics import LiveMetrics
 from .metrics import Metrics
 from .observer import Observer
+{%- if cookiecutter.feature_store == "feast" %}
+from .online_features import OnlineFeatures
+{%- endif %}
 from .prediction_log import PredictionLog, Served
 from .requests import RequestError, RequestParser
 from .settings import ServeSettings
@@ -65,6 +68,9 @@ class Server:
             store_rows=self.metrics.prediction_store_rows,
             keep_seconds=settings.prediction_store_keep_days * 86400,
         )
+{%- if cookiecutter.feature_store == "feast" %}
+        self.online = OnlineFeatures(self.metrics.registry)
+{%- endif %}
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
         self.settled: asyncio.Event | None = None  # set once the first load finished

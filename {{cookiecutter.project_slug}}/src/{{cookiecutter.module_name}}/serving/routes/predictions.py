@@ -47,11 +47,14 @@ INVOCATIONS_BODY = {
 
 @router.post("/predict", openapi_extra=PREDICT_BODY)
 async def predict_records(request: Request, server: ServerDep) -> Response:
-    """One record or a list of records, keyed by feature name."""
+    """One record or a list of records, keyed by feature name{{ " (or only the entity key)" if cookiecutter.feature_store == "feast" }}."""
     variant, chosen = await server.choose(request)
     if media_type(request) != "application/json":
         raise RequestError(415, "send application/json")
     body = await read_body(request, server.settings.max_body_bytes)
+{%- if cookiecutter.feature_store == "feast" %}
+    body = await server.online.fill(body, chosen.model.schema)  # entity-only records
+{%- endif %}
     parsed = chosen.parser.parse_predict(body)
     ids = row_ids(request, parsed)
     predictions, probabilities = await server.predict(variant, chosen, parsed.inputs, ids)
