@@ -186,6 +186,9 @@ OPTION_FILES = {
         "pipelines/steps.py",
         "pipelines/training.py",
     ],
+    ("feature_store", "feast"): [
+        "feature_repo/feature_store.production.yaml",
+    ],
     ("docker_compose", "yes"): [
         "docker-compose.yml",
         "make/compose.mk",
@@ -204,6 +207,10 @@ COMBINED_FILES = {
         "deploy/k8s/components/monitoring/kustomization.yaml",
         "deploy/k8s/components/monitoring/prometheusrule.yaml",
         "deploy/k8s/components/monitoring/servicemonitor.yaml",
+    ],
+    # the CronJob that fills Feast's online store
+    (("deploy", "kubernetes"), ("feature_store", "feast")): [
+        "deploy/k8s/base/materialize-cronjob.yaml",
     ],
 }
 

@@ -348,6 +348,26 @@ def test_prune_keeps_the_chosen_orchestrator_only(
     assert (rendered / "orchestration").exists() == (orchestrator != "none")
 
 
+# The feature store's production part: its settings and the CronJob filling Redis.
+FEAST_PRODUCTION_FILES = [
+    "deploy/k8s/base/materialize-cronjob.yaml",
+    "feature_repo/feature_store.production.yaml",
+]
+
+
+@pytest.mark.parametrize("feature_store", ["none", "feast"])
+def test_prune_keeps_the_feature_stores_production_files_with_feast_only(
+    rendered: Path, answers: dict[str, Any], feature_store: str
+) -> None:
+    for relative in FEAST_PRODUCTION_FILES:
+        (rendered / relative).parent.mkdir(parents=True, exist_ok=True)
+        (rendered / relative).write_text(relative, encoding="utf-8")
+    post.prune(rendered, {**answers, "feature_store": feature_store})
+    kept = [name for name in tree(rendered) if name in FEAST_PRODUCTION_FILES]
+    assert kept == (FEAST_PRODUCTION_FILES if feature_store == "feast" else [])
+    assert (rendered / "feature_repo").exists() == (feature_store == "feast")
+
+
 def test_init_git_commits_everything_on_main(rendered: Path, answers: dict[str, Any]) -> None:
     report = post.init_git(rendered, answers)
     assert "first commit" in report

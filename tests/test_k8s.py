@@ -63,6 +63,11 @@ exec "$@"
 """
 
 
+# feature_store=feast: the API and the materialize job read Redis and the shared registry
+# through the production settings of feature_repo/.
+FEAST_ENV = {"feast": {"FEATURE_STORE_YAML": "feature_repo/feature_store.production.yaml"}}
+
+
 def answers_of(param: Any) -> dict[str, Any]:
     return {**template_defaults(), **param.values[0]}
 
@@ -75,7 +80,9 @@ KUBERNETES_COMBINATIONS = [
     pytest.param(
         {"project_slug": LONGEST_SLUG, "github_owner": "Org-With-Capitals", "initialize_git": "no"},
         id="k8s-longest-slug",
-    )
+    ),
+    # the materialize CronJob and the API's online-store settings, checked like the rest
+    pytest.param({"feature_store": "feast", "initialize_git": "no"}, id="k8s-feast"),
 ]
 
 
@@ -262,6 +269,8 @@ def test_operator_objects_follow_the_monitoring_option(
                 "canary": [],
                 "staging": [f"{slug}-batch"],
             }.get(overlay, [f"{slug}-batch", f"{slug}-retrain"])
+            if answers["feature_store"] == "feast" and overlay != "canary":
+                expected = sorted([*expected, f"{slug}-materialize"])
             assert cronjobs == expected, "the drift command only exists with monitoring=prometheus"
         return
     for overlay in ("staging", "production", "blue-green"):
@@ -430,6 +439,7 @@ def test_api_pods_probe_health_and_listen_where_the_server_does(
                 "PORT": str(port),
                 "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus",
                 "PREDICTION_LOG_DIR": "-",  # stdout: no volume to fill
+                **FEAST_ENV.get(baked.answers.get("feature_store", "none"), {}),
             }
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             volumes = {v["name"]: v for v in template["spec"]["volumes"]}
@@ -533,12 +543,21 @@ def test_overlays_set_their_environment(
             assert container["image"] == f"{image}{'-train' if train else ''}:0.1.0"
             refs = [ref.get("configMapRef", ref.get("secretRef")) for ref in container["envFrom"]]
             assert refs[0] == {"name": config["metadata"]["name"]}
+            name = owner["metadata"]["name"]
+            if name == f"{slug}-materialize":
+                # storage keys as the retraining gets them, then the feature store's Secret
+                secrets = [f"{slug}-dvc", f"{slug}-feature-store"]
+                assert refs[1:] == [{"name": secret, "optional": True} for secret in secrets]
+                continue
             # the jobs talk to MLflow and storage; the API serves its baked-in model
             secrets = [f"{slug}-mlflow", f"{slug}-dvc"] if train else []
             # the servers and the retraining read the prediction store
-            if not train or owner["metadata"]["name"] == f"{slug}-retrain":
+            if not train or name == f"{slug}-retrain":
                 secrets.append(f"{slug}-prediction-store")
-            assert refs[1:] == [{"name": name, "optional": True} for name in secrets]
+            expected = [{"name": secret, "optional": True} for secret in secrets]
+            if not train and answers["feature_store"] == "feast":
+                expected.append({"name": f"{slug}-feature-store"})  # required: no Redis, no pod
+            assert refs[1:] == expected
         if overlay == "canary":
             assert {doc["kind"] for doc in docs} == {"Deployment", "ConfigMap"}
             continue
@@ -635,6 +654,86 @@ def test_jobs_run_the_pipeline_batch_scoring_and_the_drift_check(
             }
 
 
+def test_materialize_job_fills_the_online_store_the_api_reads(
+    baked: BakedProject, answers: dict[str, Any], rendered: dict[str, list[Doc]]
+) -> None:
+    """feature_store=feast: in every namespace with an API of its own, a CronJob of the train
+    image applies the definitions, then materializes, with the production settings and the
+    Secret <slug>-feature-store, which the API reads too; none without feast."""
+    slug = baked.path.name
+    settings = "feature_repo/feature_store.production.yaml"
+    if answers["feature_store"] != "feast":
+        for docs in rendered.values():
+            assert not [doc for doc in docs if "materialize" in doc["metadata"]["name"]]
+            assert "feature-store" not in yaml.safe_dump_all(docs)
+        assert not baked.has_file("deploy/k8s/base/materialize-cronjob.yaml")
+        assert "materialize" not in baked.read("deploy/k8s/base/kustomization.yaml")
+        return
+    image = f"ghcr.io/{answers['github_owner'].lower()}/{slug}-train:0.1.0"
+    assert baked.has_file(settings)
+    for overlay in ("staging", "production", "blue-green"):
+        docs = rendered[overlay]
+        cronjob = one(docs, "CronJob", f"{slug}-materialize")
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        job = cronjob["spec"]["jobTemplate"]["spec"]
+        pod = job["template"]
+        assert labels_of(pod)["app.kubernetes.io/component"] == "materialize"
+        (container,) = pod["spec"]["containers"]
+        assert container["name"] == "materialize"
+        assert container["image"] == image, "the train image: the project and feast's CLI"
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["FEATURE_STORE_YAML"] == settings
+        secrets = [ref["secretRef"]["name"] for ref in container["envFrom"] if "secretRef" in ref]
+        assert secrets == [f"{slug}-dvc", f"{slug}-feature-store"], "the Secret's keys win"
+        script = container["args"][0]
+        for key in ("REDIS_CONNECTION_STRING", "FEATURE_REGISTRY_URL", "FEATURE_SOURCE_URL"):
+            assert key in script, f"{key} is checked before anything runs"
+        apply = 'feast -c feature_repo -f "$FEATURE_STORE_YAML" apply'
+        materialize = f"exec {slug} materialize"
+        assert apply in script
+        assert materialize in script
+        assert script.index("exit 2") < script.index(apply) < script.index(materialize)
+        # a setting to fix ends the Job; an outage is retried; a drain is no try
+        fail, ignore = job["podFailurePolicy"]["rules"]
+        assert fail["action"] == "FailJob"
+        assert fail["onExitCodes"] == {
+            "containerName": "materialize",
+            "operator": "In",
+            "values": [2],
+        }
+        assert ignore == {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
+        assert job["backoffLimit"] == 2
+        jobs_policy = one(docs, "NetworkPolicy", f"{slug}-jobs")
+        assert selects(jobs_policy["spec"]["podSelector"], labels_of(pod))
+        # the API reads the same Secret (required) with the same settings
+        for deployment in of_kind(docs, "Deployment"):
+            api = api_container(deployment["spec"]["template"])
+            assert {"name": "FEATURE_STORE_YAML", "value": settings} in api["env"]
+            assert {"secretRef": {"name": f"{slug}-feature-store"}} in api["envFrom"]
+    assert not of_kind(rendered["canary"], "CronJob")
+    (settings_doc,) = baked.load(settings)
+    assert settings_doc["registry"] == "${FEATURE_REGISTRY_URL}"
+    assert settings_doc["online_store"] == {
+        "type": "redis",
+        "connection_string": "${REDIS_CONNECTION_STRING}",
+    }
+    assert settings_doc["provider"] == "local"
+    assert settings_doc["offline_store"] == {"type": "file"}
+    assert settings_doc["entity_key_serialization_version"] == 3
+    local = "feature_repo/feature_store.yaml"
+    if baked.has_file(local):  # one project: the local and production settings share it
+        (local_doc,) = baked.load(local)
+        assert settings_doc["project"] == local_doc["project"]
+    section = kubernetes_section(baked)
+    assert f"create secret generic {slug}-feature-store" in section
+    for key in ("REDIS_CONNECTION_STRING", "FEATURE_REGISTRY_URL", "FEATURE_SOURCE_URL"):
+        assert f"--from-literal={key}=" in section
+        assert f"- `{key}`:" in section
+
+
 def kubernetes_section(baked: BakedProject) -> str:
     """The README's Kubernetes section, on one line."""
     readme = baked.read("README.md")
@@ -655,7 +754,9 @@ def test_the_api_gets_no_mlflow_credentials(
             container = api_container(deployment["spec"]["template"])
             refs = container["envFrom"]
             secrets = [ref["secretRef"]["name"] for ref in refs if "secretRef" in ref]
-            assert secrets == [f"{slug}-prediction-store"], (overlay, secrets)
+            feast = baked.answers.get("feature_store") == "feast"
+            expected = [f"{slug}-prediction-store"] + ([f"{slug}-feature-store"] if feast else [])
+            assert secrets == expected, (overlay, secrets)
             assert not [v for v in container.get("env", []) if "valueFrom" in v], overlay
     section = kubernetes_section(baked)
     assert f"`{slug}-mlflow` goes to the jobs" in section

@@ -91,6 +91,12 @@ PARTS = {
         "pipelines",
         [r"kubeflow", r"\bkfp\b", r"\bpipelines/", r"orchestration/kubeflow"],
     ),
+    "feature_store": Part(
+        "feature_store",
+        "feast",
+        "feature_repo",
+        [r"feast", r"redis", r"feature_repo", r"materiali[sz]e", r"feature-store"],
+    ),
 }
 
 
@@ -107,6 +113,7 @@ def removed(part: Part, answers: dict[str, Any]) -> bool:
 # must go even where the other parts mention it: orchestrator=kubeflow names no Airflow).
 MINIMAL = {"ci": "none", "deploy": "none", "monitoring": "none", "docker_compose": "no"}
 MINIMAL["orchestrator"] = "none"
+MINIMAL["feature_store"] = "none"
 REMOVING = sorted(
     {(part.option, value) for part in PARTS.values() for value in choices(part.option)}
     - {(part.option, part.kept_by) for part in PARTS.values() if part.option != "orchestrator"}

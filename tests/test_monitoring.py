@@ -30,6 +30,8 @@ DATASOURCES = "monitoring/grafana/provisioning/datasources/prometheus.yml"
 DASHBOARD_PROVIDERS = "monitoring/grafana/provisioning/dashboards/dashboards.yml"
 DASHBOARDS = "monitoring/grafana/dashboards"
 CORE_COMPOSE = "docker-compose.yml"
+# feature_store=feast: the settings the API reads Redis and the registry with.
+FEAST_SETTINGS = "feature_repo/feature_store.production.yaml"
 MONITORING_COMPOSE = "docker-compose.monitoring.yml"
 REQUIRED_ALERTS = {
     "ApiDown",
@@ -77,8 +79,8 @@ def unmonitored(cookies_session: Any) -> BakedProject:
 
 @pytest.fixture(
     scope="module",
-    params=[{}, {"monitoring": "none"}],
-    ids=["with-monitoring", "monitoring=none"],
+    params=[{}, {"monitoring": "none"}, {"feature_store": "feast"}],
+    ids=["with-monitoring", "monitoring=none", "feast"],
 )
 def composed(request: pytest.FixtureRequest, cookies_session: Any) -> BakedProject:
     return bake_project(cookies_session, request.param)
@@ -594,6 +596,8 @@ def test_compose_services_are_complete(composed: BakedProject) -> None:
     expected = {"api", "mlflow", "postgres", "minio", "minio-init"}
     if composed.has_file(PROMETHEUS):
         expected |= {"prometheus", "alertmanager", "grafana"}
+    if composed.has_file(FEAST_SETTINGS):
+        expected |= {"redis"}
     assert set(services) == expected
     for name, service in services.items():
         assert "image" in service or "build" in service, name
@@ -621,6 +625,41 @@ def test_the_api_is_built_from_the_serve_stage(composed: BakedProject) -> None:
     )
     assert dockerfile.is_file(), "docker-compose.yml builds the project's Dockerfile"
     assert re.search(r"^FROM\s+\S+\s+AS\s+serve\s*$", dockerfile.read_text(), flags=re.M | re.I)
+
+
+def test_the_api_reads_features_from_the_stacks_redis(composed: BakedProject) -> None:
+    """feature_store=feast: Redis is a service, and the API reads it (and a registry that
+    `make stack-materialize` writes where the API's read-only mount shows it) once it is
+    healthy; without feast, none of it."""
+    services = merged_services(composed)
+    api = services["api"]
+    if not composed.has_file(FEAST_SETTINGS):
+        assert "redis" not in services
+        assert not {key for key in api["environment"] if "FEATURE" in key or "REDIS" in key}
+        assert "stack-materialize" not in composed.read("make/compose.mk")
+        assert "REDIS_PORT" not in env_example_keys(composed)
+        return
+    redis = services["redis"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+-alpine", redis["image"]), redis["image"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
+    environment = api["environment"]
+    assert environment["FEATURE_STORE_YAML"] == FEAST_SETTINGS
+    assert environment["REDIS_CONNECTION_STRING"] == "redis:6379"
+    registry = environment["FEATURE_REGISTRY_URL"]
+    (mount,) = [volume for volume in api["volumes"] if registry.startswith(volume.split(":")[1])]
+    source, target, mode = mount.split(":")
+    assert mode == "ro"
+    on_host = source + registry.removeprefix(target)  # ./data/compose/feast-registry.db
+    # make stack-materialize writes that registry, with the same settings, into Redis
+    dry_run = composed.check("make", "--dry-run", "stack-materialize", "UV=/bin/true").stdout
+    assert "up -d --wait redis" in dry_run
+    assert f"FEATURE_REGISTRY_URL={composed.path}/{on_host.removeprefix('./')}" in dry_run
+    assert f"FEATURE_STORE_YAML={FEAST_SETTINGS}" in dry_run
+    assert "REDIS_CONNECTION_STRING=127.0.0.1:6379" in dry_run
+    apply = dry_run.index('feast -c feature_repo -f "$FEATURE_STORE_YAML" apply')
+    assert apply < dry_run.index(f"{composed.path.name} materialize")
+    assert f"/{on_host.removeprefix('./')}".rsplit("/", 1)[0] + "/" in composed.read(".gitignore")
 
 
 def test_compose_volumes_and_mounts_exist(composed: BakedProject) -> None:
