@@ -71,7 +71,8 @@ def remove_feature_store(root: Path, module_name: str) -> None:
     """Feast's repository, its glue and its tests; the CronJob that fills the online store."""
     remove(root, "feature_repo", f"src/{module_name}/features.py")
     remove(root, f"src/{module_name}/serving/online_features.py")
-    remove(root, "tests/test_feature_store.py", "make/features.mk")
+    remove(root, "tests/test_feature_store.py", "tests/feature_store_support.py")
+    remove(root, "make/features.mk")
     remove(root, "deploy/k8s/base/materialize-cronjob.yaml")
 
 

@@ -15,6 +15,7 @@ declare -A PACKAGES=(
   [wrk]=wrk  # bench/serve.py's load generator
   [chromium]=chromium  # opens the HTML drift report in tests/test_monitoring_e2e.py
   [prometheus-pushgateway]=prometheus-pushgateway  # receives the drift CronJob's metrics
+  [redis-server]=redis-server  # the feature store's online store (feature_store=feast)
 )
 
 missing=()

@@ -91,6 +91,8 @@ SUPPORTED_COMBINATIONS = [
         },
         id="unusual-text-kubeflow",
     ),
+    # test_feature_store_e2e.py installs and checks this one (and runs its store for real)
+    pytest.param({"feature_store": "feast"}, id="feast"),
 ]
 
 

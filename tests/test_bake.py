@@ -187,7 +187,14 @@ OPTION_FILES = {
         "pipelines/training.py",
     ],
     ("feature_store", "feast"): [
+        "feature_repo/definitions.py",
         "feature_repo/feature_store.production.yaml",
+        "feature_repo/feature_store.yaml",
+        "make/features.mk",
+        "src/{module}/features.py",
+        "src/{module}/serving/online_features.py",
+        "tests/feature_store_support.py",
+        "tests/test_feature_store.py",
     ],
     ("docker_compose", "yes"): [
         "docker-compose.yml",
