@@ -20,14 +20,17 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def default_project(scratch: Path, *targets: str) -> tuple[Path, dict[str, str]]:
-    """Render into `scratch`, run `make setup` and `targets`; (project, env with its venv)."""
+def default_project(
+    scratch: Path, *targets: str, answers: tuple[str, ...] = ()
+) -> tuple[Path, dict[str, str]]:
+    """Render into `scratch` (default answers but `answers`, key=value), run `make setup`
+    and `targets`; (project, env with its venv)."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}
     # as on a user's machine: the first import writes bytecode, later processes reuse it
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = f"{TOOLS}{os.pathsep}{env['PATH']}"
     run(
-        [str(TOOLS / "cookiecutter"), "--no-input", "-o", str(scratch), str(TEMPLATE)],
+        [str(TOOLS / "cookiecutter"), "--no-input", "-o", str(scratch), str(TEMPLATE), *answers],
         TEMPLATE,
         env,
     )

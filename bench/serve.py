@@ -10,8 +10,13 @@ ready, the ratios, and the installed size of the serve-only dependency set again
 full development environment. Our server runs with its defaults, the prediction log on;
 for the default model it is also run with the log and the store off, to show what they cost.
 
+With --features, a second project (feature_store=feast) is rendered and run: its server
+answers the same rows sent in full and as entity ids only, from the SQLite online store
+and from a redis-server on 127.0.0.1 (target: entity p99 <= 2x the full-record p99).
+
     .venv/bin/python bench/serve.py [--models hist_gradient_boosting,xgboost,lightgbm]
                                     [--workers 1] [--connections 32] [--seconds 10]
+                                    [--features]
 """
 
 from __future__ import annotations
@@ -287,18 +292,106 @@ def ceiling(
     print("  targets, against the minimal route: req/s x >= 0.5, p99 x <= 1.5")
 
 
+def entity_bodies(project: Path, scratch: Path) -> dict[str, Path]:
+    """The test split's rows, in full and as their entity ids, 1 and 100 per request."""
+    with (project / "data/processed/test.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    identity = ("entity_id", "event_timestamp", "target")
+    full = [{k: float(v) for k, v in row.items() if k not in identity} for row in rows]
+    keys = [{"entity_id": row["entity_id"]} for row in rows]
+    while len(full) < 100:
+        full, keys = full + full, keys + keys
+    files = {}
+    for kind, records in (("full", full), ("entity", keys)):
+        for size in (1, 100):
+            path = files[f"{kind} {size}"] = scratch / f"features-{kind}-{size}.json"
+            path.write_text(json.dumps(records[:size] if size > 1 else records[0]))
+    return files
+
+
+def features(args: argparse.Namespace, scratch: Path) -> None:
+    """The feast project's /predict: full records against entity ids, SQLite and Redis."""
+    root = scratch / "features"
+    root.mkdir()
+    project, env = default_project(
+        root, "pipeline", "export-model", answers=("feature_store=feast",)
+    )
+    files = entity_bodies(project, scratch)
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    production = {
+        "FEATURE_STORE_YAML": "feature_repo/feature_store.production.yaml",
+        "FEATURE_REGISTRY_URL": str(scratch / "redis-registry.db"),
+        "REDIS_CONNECTION_STRING": f"127.0.0.1:{redis_port}",
+    }
+    results: dict[str, dict[str, float]] = {}
+    try:
+        store_env = {**env, **production}
+        yaml = production["FEATURE_STORE_YAML"]
+        run([".venv/bin/feast", "-c", "feature_repo", "-f", yaml, "apply"], project, store_env)
+        run([f".venv/bin/{SLUG}", "materialize"], project, store_env)
+        for store, extra in (("sqlite", {}), ("redis", production)):
+            port = free_port()
+            server_env = {**env, **extra, "MODEL_DIR": "build/model", "PORT": str(port),
+                          "WORKERS": str(args.workers)}  # fmt: skip
+            server, started = start([f".venv/bin/{SLUG}", "serve"], project, server_env)
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", server, started)
+            url = f"http://127.0.0.1:{port}/predict"
+            try:
+                for name, body in files.items():
+                    results[f"{store} {name}"] = wrk(url, body, args, scratch)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
+    print("\nfeature store (feature_store=feast), /predict: every feature sent, or the entity id")
+    print(f"{'store / record / rows':<28}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, figures in results.items():
+        rows = int(name.rsplit(" ", 1)[1])
+        print(f"{name:<28}{figures['rps']:>10.0f}{figures['rps'] * rows:>11.0f}"
+              f"{figures['p50']:>9.2f}{figures['p99']:>9.2f}")  # fmt: skip
+    for store in ("sqlite", "redis"):
+        for size in (1, 100):
+            entity, full = results[f"{store} entity {size}"], results[f"{store} full {size}"]
+            print(f"  {store:<6} {size:>3} rows: entity p99 x{entity['p99'] / full['p99']:.2f} "
+                  f"of the full record's (target <= 2), throughput "
+                  f"x{entity['rps'] / full['rps']:.2f}")  # fmt: skip
+    serve_venv = scratch / "features-serve-venv"
+    run([str(TOOLS / "uv"), "venv", "-q", str(serve_venv)], project, env)
+    install = [str(TOOLS / "uv"), "pip", "install", "-q", "--python", str(serve_venv)]
+    run([*install, ".[serve]"], project, env)
+    print(f"  installed serve set with Feast: {site_packages_mib(serve_venv):.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=f"{DEFAULT_MODEL},xgboost,lightgbm")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--features", action="store_true", help="also the feast project's entity requests"
+    )
+    parser.add_argument(
+        "--only-features", action="store_true", help="only the feast project's entity requests"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
+    if args.only_features:
+        with tempfile.TemporaryDirectory() as temporary:
+            features(args, Path(temporary))
+        return
     with tempfile.TemporaryDirectory() as temporary:
         scratch = Path(temporary)
+        if args.features:
+            features(args, scratch)
         project, env = default_project(scratch, "pipeline")
         files = bodies(project, scratch)
         print(

@@ -29,7 +29,7 @@ def test_every_option_has_a_human_label() -> None:
 
 def test_answers_typed_at_the_prompts_are_used(tmp_path: Path) -> None:
     # Enter keeps a default; choices are answered by their number.
-    answers = ["Fraud Detector", "", "", "", "", "", "", "2", "2", "3"] + [""] * 10
+    answers = ["Fraud Detector", "", "", "", "", "", "", "2", "2", "3"] + [""] * 11
     result = subprocess.run(
         [str(TOOLS_BIN / "cookiecutter"), "--output-dir", str(tmp_path), str(TEMPLATE_DIR)],
         input="\n".join(answers) + "\n",
@@ -40,7 +40,7 @@ def test_answers_typed_at_the_prompts_are_used(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 0, result.stderr
-    assert "[1/20] Project name" in result.stdout
+    assert "[1/21] Project name" in result.stdout
     assert "3.12" in result.stdout
     project = BakedProject(tmp_path / "fraud-detector")
     assert project.read(".python-version").strip() == "3.12"
@@ -73,13 +73,13 @@ def run_in_terminal(command: list[str], typed: list[str], timeout: float = 120) 
 
 def test_a_bad_answer_is_asked_again_at_once_in_a_terminal(tmp_path: Path) -> None:
     # The bad email is answered at prompt 6 and asked again before prompt 7 is shown.
-    typed = ["Fraud Detector", "", "", "", "", "not-an-email", "zoe@example.com"] + [""] * 14
+    typed = ["Fraud Detector", "", "", "", "", "not-an-email", "zoe@example.com"] + [""] * 15
     command = [str(TOOLS_BIN / "cookiecutter"), "--output-dir", str(tmp_path), str(TEMPLATE_DIR)]
     code, output = run_in_terminal(command, typed)
 
     assert code == 0, output
     error = "ERROR: author_email: 'not-an-email' is not an email address — use name@domain.tld"
-    assert output.index(error) < output.index("[7/20]")
+    assert output.index(error) < output.index("[7/21]")
     assert "Traceback" not in output
     project = BakedProject(tmp_path / "fraud-detector")
     assert tomllib.loads(project.read("pyproject.toml"))["project"]["authors"][0]["email"] == (
