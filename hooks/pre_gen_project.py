@@ -261,6 +261,17 @@ def check_orchestrator(answers: Answers) -> Iterator[Problem]:
         )
 
 
+def check_feature_store(answers: Answers) -> Iterator[Problem]:
+    orchestrator = answers.get("orchestrator")
+    if answers.get("feature_store") == "feast" and orchestrator != "none":
+        yield Problem(
+            "feature_store",
+            f"the {orchestrator} steps run prepare, train, evaluate and register, "
+            "not the feature store's features and materialize stages that train needs",
+            "choose orchestrator=none with feature_store=feast",
+        )
+
+
 CHECKS = (
     check_choices,
     check_free_text,
@@ -271,6 +282,7 @@ CHECKS = (
     check_tracking_uri,
     check_dvc_remote,
     check_orchestrator,
+    check_feature_store,
 )
 
 

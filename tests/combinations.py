@@ -158,4 +158,10 @@ UNSUPPORTED_COMBINATIONS = [
         "choose deploy=kubernetes",
         id="kubeflow-without-kubernetes",
     ),
+    pytest.param(
+        {"feature_store": "feast", "orchestrator": "airflow"},
+        "feature_store",
+        "choose orchestrator=none",
+        id="feast-with-an-orchestrator",
+    ),
 ]
