@@ -30,6 +30,13 @@ def test_stage_outputs_are_the_paths_the_code_writes(project_root: Path) -> None
         for name, path in vars(Paths).items()
         if not name.startswith("_") and isinstance(path, Path)
     }
+{%- if cookiecutter.feature_store == "feast" %}
+    # Feast writes the registry and the online store where feature_store.yaml says.
+    repo = project_root / "feature_repo"
+    store = yaml.safe_load((repo / "feature_store.yaml").read_text(encoding="utf-8"))
+    for path in (store["registry"], store["online_store"]["path"]):
+        expected.add((repo / path).resolve().relative_to(project_root.resolve()).as_posix())
+{%- endif %}
     assert written == expected
 
 
@@ -37,6 +44,11 @@ def test_every_stage_runs_a_cli_command_and_reads_known_params(project_root: Pat
     pipeline = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))
     params = load_params(project_root / "params.yaml").model_dump()
     for name, stage in pipeline["stages"].items():
+{%- if cookiecutter.feature_store == "feast" %}
+        if name == "features":  # Feast's own command registers feature_repo/'s objects
+            assert stage["cmd"] == "feast -c feature_repo apply"
+            continue
+{%- endif %}
         program, command = stage["cmd"].split()
         assert program == "{{ cookiecutter.project_slug }}"
         assert command == name
@@ -118,6 +130,20 @@ def stage_sources(command: str) -> set[Path]:
     return closure(start, {cli_file})
 
 
+{% if cookiecutter.feature_store == "feast" -%}
+def definitions_sources(project_root: Path) -> set[Path]:
+    """What `feast apply` imports of the package through feature_repo/definitions.py."""
+    source = project_root / "feature_repo" / "definitions.py"
+    start = {PACKAGE / "__init__.py"}
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE.name):
+            file = module_file(str(node.module).removeprefix(PACKAGE.name).lstrip("."))
+            if file is not None:
+                start.add(file)
+    return closure(start, set())
+
+
+{% endif -%}
 def test_each_stage_depends_on_exactly_the_code_it_imports(project_root: Path) -> None:
     """Edit a module a stage imports and `dvc status` reports that stage; no other edit does."""
     pipeline = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))
@@ -127,7 +153,12 @@ def test_each_stage_depends_on_exactly_the_code_it_imports(project_root: Path) -
         listed = sorted(
             dep for dep in stage.get("deps", []) if str(dep).startswith(source_root + "/")
         )
-        imports = sorted(path.relative_to(project_root).as_posix() for path in stage_sources(name))
+{%- if cookiecutter.feature_store == "feast" %}
+        sources = definitions_sources(project_root) if name == "features" else stage_sources(name)
+{%- else %}
+        sources = stage_sources(name)
+{%- endif %}
+        imports = sorted(path.relative_to(project_root).as_posix() for path in sources)
         if listed != imports:
             mismatched[name] = imports
     assert not mismatched, "set these deps in dvc.yaml (the stages' imports):\n" + yaml.dump(

@@ -17,6 +17,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+{% if cookiecutter.feature_store == "feast" -%}
+from feature_store_support import build_store, with_identity
+{% endif -%}
 from {{ cookiecutter.module_name }}.artifact import (
     load_pipeline,
 )
@@ -90,11 +93,13 @@ def evaluated(
     frame = make_frame(rows=200)
     # the regression target depends on size and colour, not on noise
     frame["amount"] = frame["size"].fillna(50) * 2 + (frame["colour"] == "red") * 30
-    frame.drop(columns=["label" if task == "regression" else "amount"]).to_csv(
-        root / "mixed.csv", index=False
-    )
+    frame = frame.drop(columns=["label" if task == "regression" else "amount"])
     before = Path.cwd()
     params = task_params(PROJECT, task)
+{%- if cookiecutter.feature_store == "feast" %}
+    frame = with_identity(frame, params)
+{%- endif %}
+    frame.to_csv(root / "mixed.csv", index=False)
     settings = Settings(
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         model_name=f"figures-{task}",
@@ -103,6 +108,9 @@ def evaluated(
     os.chdir(root)
     try:
         prepare(params)
+{%- if cookiecutter.feature_store == "feast" %}
+        build_store(root, params)  # train reads its features from the store
+{%- endif %}
         train(params, settings)
         evaluate(params, settings)
         yield params, settings

@@ -162,6 +162,7 @@ def params(
     params.data.target = "label"
     params.data.path = Path("train.csv")
     params.data.production = Path("data/production.csv")
+    params.data.entity_key = params.data.timestamp = None  # served rows carry neither
     frame.to_csv(params.data.path, index=False)
     return params
 
