@@ -309,3 +309,22 @@ def test_a_store_outage_fails_entity_requests_only(client: TestClient, store_roo
     assert 'ml_feature_store_reads_total{outcome="error"} 1.0' in metrics
     assert "ml_feature_store_read_duration_seconds_count" in metrics
     assert 'ml_feature_store_entities_total{outcome="unknown"}' in metrics
+
+
+def test_full_records_never_need_a_store_that_cannot_open(
+    store_root: Path,
+    make_frame: Callable[..., pd.DataFrame],
+    write_model_dir: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("FEATURE_STORE_YAML", str(tmp_path / "absent.yaml"))
+    model_dir = tmp_path / "model"
+    write_model_dir(model_dir, make_frame(rows=200), PROJECT_ROOT, "1")
+    with TestClient(create_app(ServeSettings(model_dir=model_dir))) as fresh:
+        wait_ready(fresh)
+        assert fresh.post("/predict", json=full_record("000002")).status_code == 200
+        down = fresh.post("/predict", json={"entity_id": "000002"})
+        assert down.status_code == 503
+        assert "absent.yaml" in down.json()["detail"]
+        assert fresh.get("/health/ready").status_code == 200

@@ -15,8 +15,10 @@ default, feature_repo/feature_store.production.yaml (Redis, S3) in production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,7 +197,9 @@ def materialize(params: Params, settings: StoreSettings) -> dict[str, Any]:
         # The tables `feast apply` creates: this stage may run on a store apply did not touch.
         online = get_online_store_from_config(store.config.online_store)
         online.update(store.config, [], [view], [], entities, partial=True)
-        store.materialize(start_date=start, end_date=end + timedelta(microseconds=1))
+        # Feast prints its progress: to stderr, so that the command's output is its JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            store.materialize(start_date=start, end_date=end + timedelta(microseconds=1))
     return {
         "feature_view": FEATURE_VIEW,
         "rows": len(times),

@@ -98,15 +98,22 @@ class OnlineFeatures:
         records = [payload] if single else payload
         if not isinstance(records, list):
             return body
-        await self.ready()
-        only_key = {self.key, ID_FIELD}
-        wanted = {
-            index: record[self.key]
+        # A record naming one field that is not a feature: an entity, whatever the key's
+        # name (unknown until the store opens; a full record must never wait for it).
+        features = set(schema.names)
+        named = {
+            index: fields.pop()
             for index, record in enumerate(records)
-            if isinstance(record, dict) and self.key in record and set(record) <= only_key
+            if isinstance(record, dict)
+            and len(fields := set(record) - {ID_FIELD}) == 1
+            and not fields <= features
         }
-        if not wanted:
+        if not named:
             return body
+        await self.ready()
+        wanted = {index: records[index][key] for index, key in named.items() if key == self.key}
+        if not wanted:
+            return body  # another field: the parser names it
         ids = self.checked_ids(wanted, single)
         found = dict(zip(ids, await self.read(list(ids.values())), strict=True))
         unknown = [index for index, values in found.items() if not values]
