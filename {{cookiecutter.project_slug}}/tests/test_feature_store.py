@@ -327,4 +327,6 @@ def test_full_records_never_need_a_store_that_cannot_open(
         down = fresh.post("/predict", json={"entity_id": "000002"})
         assert down.status_code == 503
         assert "absent.yaml" in down.json()["detail"]
+        mistyped = fresh.post("/predict", json={"entity": "000002"})  # not the key: 422
+        assert mistyped.status_code == 422
         assert fresh.get("/health/ready").status_code == 200

@@ -19,11 +19,13 @@ import asyncio
 import logging
 import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ..config import load_params
 from ..features import FEATURE_SERVICE, FEATURE_VIEW, StoreSettings, open_store
 from ..ids import ID_FIELD
 from ..schema import FeatureSchema
@@ -41,11 +43,18 @@ OPEN_WAIT_SECONDS = 30.0
 class OnlineFeatures:
     """The online store's client, the entity key it answers for, and its metrics."""
 
-    def __init__(self, registry: CollectorRegistry, settings: StoreSettings | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        params_path: Path,
+        settings: StoreSettings | None = None,
+    ) -> None:
         self.settings = settings or StoreSettings()
         self.store: FeatureStore | None = None
         self.service: Any = None
-        self.key = ""
+        # The key's name from params.yaml (the image has it), so that a record naming only
+        # the key is told from a mistyped one even while the store cannot be reached.
+        self.key = (load_params(params_path).data.entity_key or "") if params_path.is_file() else ""
         self.opened = asyncio.Event()
         self.open_error: str | None = None
         self.latency = Histogram(
@@ -71,7 +80,10 @@ class OnlineFeatures:
         """Feast's client and the entity key its FeatureView joins on (imports Feast: slow)."""
         store = open_store(self.settings)
         view = store.get_feature_view(FEATURE_VIEW)
-        self.key = view.entity_columns[0].name
+        key = view.entity_columns[0].name
+        if self.key and key != self.key:
+            log.warning("params.yaml names the entity key %r, the registry %r", self.key, key)
+        self.key = key
         self.service = store.get_feature_service(FEATURE_SERVICE)
         self.store = store
 
@@ -88,7 +100,8 @@ class OnlineFeatures:
 
     async def fill(self, body: bytes, schema: FeatureSchema) -> bytes:
         """The /predict body with each entity-only record replaced by the entity's features."""
-        if self.key and f'"{self.key}"'.encode() not in body:
+        key = self.key
+        if not key or f'"{key}"'.encode() not in body:
             return body  # no record names the key: nothing to read (the common, fast case)
         try:
             payload = orjson.loads(body)
@@ -98,22 +111,14 @@ class OnlineFeatures:
         records = [payload] if single else payload
         if not isinstance(records, list):
             return body
-        # A record naming one field that is not a feature: an entity, whatever the key's
-        # name (unknown until the store opens; a full record must never wait for it).
-        features = set(schema.names)
-        named = {
-            index: fields.pop()
+        wanted = {
+            index: record[key]
             for index, record in enumerate(records)
-            if isinstance(record, dict)
-            and len(fields := set(record) - {ID_FIELD}) == 1
-            and not fields <= features
+            if isinstance(record, dict) and set(record) - {ID_FIELD} == {key}
         }
-        if not named:
+        if not wanted:
             return body
         await self.ready()
-        wanted = {index: records[index][key] for index, key in named.items() if key == self.key}
-        if not wanted:
-            return body  # another field: the parser names it
         ids = self.checked_ids(wanted, single)
         found = dict(zip(ids, await self.read(list(ids.values())), strict=True))
         unknown = [index for index, values in found.items() if not values]

@@ -69,7 +69,7 @@ class Server:
             keep_seconds=settings.prediction_store_keep_days * 86400,
         )
 {%- if cookiecutter.feature_store == "feast" %}
-        self.online = OnlineFeatures(self.metrics.registry)
+        self.online = OnlineFeatures(self.metrics.registry, settings.params_path)
 {%- endif %}
         self.variants: dict[str, Variant] = {}
         self.load_error: str | None = None
