@@ -65,6 +65,12 @@ def feast_imports() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def import_feast() -> None:
+    """Import Feast now: it takes seconds, holding the interpreter's lock."""
+    with feast_imports():
+        import feast  # noqa: F401
+
+
 class StoreSettings(BaseSettings):
     """Which feature store: read from the environment, then `.env`."""
 

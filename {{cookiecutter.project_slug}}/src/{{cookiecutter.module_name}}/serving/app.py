@@ -35,10 +35,13 @@ def create_app(
         server.prediction_log.start()
         server.settled = asyncio.Event()
         # Loading runs in the background so /health/live answers while it does.
-        tasks = [asyncio.create_task(server.load_all()), asyncio.create_task(server.observer.run())]
 {%- if cookiecutter.feature_store == "feast" %}
-        tasks.append(asyncio.create_task(server.online.start()))
+        # Feast imports first (seconds of the interpreter's lock, never under traffic).
+        loading = server.online.imported_then(server.load_all())
+{%- else %}
+        loading = server.load_all()
 {%- endif %}
+        tasks = [asyncio.create_task(loading), asyncio.create_task(server.observer.run())]
         if settings.reload_seconds > 0:
             tasks.append(asyncio.create_task(server.poll()))
         yield

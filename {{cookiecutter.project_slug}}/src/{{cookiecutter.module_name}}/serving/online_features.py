@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..config import load_params
-from ..features import FEATURE_SERVICE, FEATURE_VIEW, StoreSettings, open_store
+from ..features import FEATURE_SERVICE, FEATURE_VIEW, StoreSettings, import_feast, open_store
 from ..ids import ID_FIELD
 from ..schema import FeatureSchema
 from .metrics import LATENCY_BUCKETS
@@ -56,6 +57,7 @@ class OnlineFeatures:
         # the key is told from a mistyped one even while the store cannot be reached.
         self.key = (load_params(params_path).data.entity_key or "") if params_path.is_file() else ""
         self.opened = asyncio.Event()
+        self.opening: asyncio.Task[None] | None = None
         self.open_error: str | None = None
         self.latency = Histogram(
             "ml_feature_store_read_duration_seconds",
@@ -86,6 +88,17 @@ class OnlineFeatures:
         self.key = key
         self.service = store.get_feature_service(FEATURE_SERVICE)
         self.store = store
+
+    async def imported_then(self, loading: Awaitable[None]) -> None:
+        """Import Feast, then run `loading` (the model's) while the store opens.
+
+        The import holds the interpreter's lock for seconds: done before the server is
+        ready, it never slows a request. Opening the store needs the network: it runs apart
+        and never holds readiness back.
+        """
+        await asyncio.to_thread(import_feast)
+        self.opening = asyncio.create_task(self.start())
+        await loading
 
     async def start(self) -> None:
         """Open in the background; until it has, entity records wait (then get a 503)."""
