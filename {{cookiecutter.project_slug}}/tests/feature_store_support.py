@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from {{ cookiecutter.module_name }}.config import Params
+from {{ cookiecutter.module_name }}.config import Params, Paths
 from {{ cookiecutter.module_name }}.data import SAMPLE_START, sample_entity_ids
-from {{ cookiecutter.module_name }}.features import REPO, StoreSettings, materialize
+from {{ cookiecutter.module_name }}.features import REPO, StoreSettings, materialize, write_source
+from {{ cookiecutter.module_name }}.schema import FeatureSchema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FEAST = Path(sys.executable).parent / "feast"
@@ -33,8 +34,10 @@ def with_identity(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
 
 
 def build_store(root: Path, params: Params) -> dict[str, object]:
-    """In `root` (the working directory, after `prepare`): params.yaml and feature_repo/,
-    then `feast apply` (the real command) and the `materialize` stage's function."""
+    """In `root` (the working directory, after `prepare`): the source, params.yaml and
+    feature_repo/, then `feast apply` (the real command) and the `materialize` stage's
+    function."""
+    write_source(params, FeatureSchema.load(Paths.schema))
     (root / "params.yaml").write_text(
         yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8"
     )

@@ -13,6 +13,9 @@ from {{ cookiecutter.module_name }}.config import (
     Paths,
     load_params,
 )
+{%- if cookiecutter.feature_store == "feast" %}
+from {{ cookiecutter.module_name }}.features import SOURCE_FILE
+{%- endif %}
 
 
 def stage_paths(entries: list[object]) -> set[str]:
@@ -31,7 +34,9 @@ def test_stage_outputs_are_the_paths_the_code_writes(project_root: Path) -> None
         if not name.startswith("_") and isinstance(path, Path)
     }
 {%- if cookiecutter.feature_store == "feast" %}
-    # Feast writes the registry and the online store where feature_store.yaml says.
+    # prepare writes Feast's source; Feast the registry and the online store where
+    # feature_store.yaml says.
+    expected.add(str(SOURCE_FILE))
     repo = project_root / "feature_repo"
     store = yaml.safe_load((repo / "feature_store.yaml").read_text(encoding="utf-8"))
     for path in (store["registry"], store["online_store"]["path"]):

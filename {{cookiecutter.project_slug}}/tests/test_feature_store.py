@@ -32,6 +32,7 @@ from {{ cookiecutter.module_name }}.data import (
     prepare,
 )
 from {{ cookiecutter.module_name }}.features import (
+    SOURCE_FILE,
     open_store,
     training_frame,
 )
@@ -105,7 +106,7 @@ def test_ids_and_times_are_not_features(schema: FeatureSchema, params: Params) -
 def test_the_source_holds_ids_times_and_features_not_labels(
     store_root: Path, params: Params
 ) -> None:
-    source = pd.read_parquet(store_root / Paths.features)
+    source = pd.read_parquet(store_root / SOURCE_FILE)
     assert list(source.columns) == [
         params.data.entity_key,
         params.data.timestamp,
@@ -162,7 +163,7 @@ def test_the_online_store_answers_the_latest_values(store_root: Path) -> None:
         entity_rows=[{"entity_id": "000001"}, {"entity_id": "000002"}],
     ).to_dict()
     assert online["noise"][0] == LATE_NOISE
-    source = pd.read_parquet(Paths.features)
+    source = pd.read_parquet(SOURCE_FILE)
     second = source[source["entity_id"] == "000002"].iloc[0]
     assert online["noise"][1] == pytest.approx(second["noise"])
 
@@ -221,7 +222,7 @@ def client(
 
 def full_record(entity: str) -> dict[str, Any]:
     """The entity's latest row in the source, as a client would send it in full."""
-    source = pd.read_parquet(Paths.features)
+    source = pd.read_parquet(SOURCE_FILE)
     row = source[source["entity_id"] == entity].sort_values("event_timestamp").iloc[-1]
     record = {name: row[name] for name in ("size", "colour", "noise")}
     return {name: None if pd.isna(value) else value for name, value in record.items()}

@@ -92,6 +92,11 @@ def prepare(args: argparse.Namespace, settings: Settings) -> int:
     from .data import prepare as run_prepare
 
     schema = run_prepare(params)
+{%- if cookiecutter.feature_store == "feast" %}
+    from .features import write_source
+
+    print(f"wrote {write_source(params, schema)}: the feature store's source")
+{%- endif %}
     kinds = f"{len(schema.numeric)} numeric, {len(schema.categorical)} categorical"
     print(f"prepared {params.data.path}: {len(schema.features)} features ({kinds})")
     return 0

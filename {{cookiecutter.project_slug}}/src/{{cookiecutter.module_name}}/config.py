@@ -59,7 +59,6 @@ class Paths:
     test = Path("data/processed/test.csv")
     schema = Path("data/processed/schema.json")
     split = Path("data/processed/split.json")  # rows per split, production rows among them
-    features = Path("data/processed/features.parquet")  # the feature store's source
     model = Path("models/model")
     profile = Path("models/profile.json")
     run = Path("models/run.json")

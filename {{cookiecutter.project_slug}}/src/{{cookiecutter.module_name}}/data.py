@@ -8,8 +8,7 @@ a row of `data.path` lands beside it.
 
 When params.yaml names an entity key and an event timestamp (`data.entity_key`,
 `data.timestamp`), those columns identify a row and its time: they are checked, kept in
-the splits, left out of the model's features, and `prepare` also writes the feature
-store's source (`data/processed/features.parquet`).
+the splits and left out of the model's features.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import pandas as pd
 from .config import Params, Paths, Task
 from .errors import DataError
 from .ids import ID_FIELD, RESERVED_NAMES
-from .schema import FeatureSchema, infer_schema, is_numeric, read_csv, to_model_frame
+from .schema import FeatureSchema, infer_schema, is_numeric, read_csv
 
 # The sample each task trains on when params.yaml names no CSV of yours.
 SAMPLE_DATASETS: dict[str, str] = {
@@ -194,16 +193,6 @@ def event_times(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
 
 
-def write_feature_source(frame: pd.DataFrame, params: Params, schema: FeatureSchema) -> None:
-    """The feature store's source: entity key, event time and the features, not the label."""
-    key, timestamp = params.data.entity_key, params.data.timestamp
-    if not key or not timestamp:
-        return
-    columns = {key: frame[key].astype(str), timestamp: event_times(frame[timestamp])}
-    source = pd.concat([pd.DataFrame(columns), to_model_frame(frame, schema)], axis=1)
-    source.sort_values([timestamp, key]).to_parquet(Paths.features, index=False)
-
-
 def split(
     frame: pd.DataFrame, params: Params, keys: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -242,7 +231,6 @@ def prepare(params: Params) -> FeatureSchema:
     train.to_csv(Paths.train, index=False)
     test.to_csv(Paths.test, index=False)
     schema.save(Paths.schema)
-    write_feature_source(frame, params, schema)
     from_production = pd.Series(range(len(frame))) >= len(raw)
     counts = {
         "train": len(train),

@@ -44,6 +44,8 @@ os.environ.setdefault("FEAST_USAGE", "False")
 PROMETHEUS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 
 REPO = Path("feature_repo")
+# The offline source `prepare` writes beside the splits (dvc.yaml names it).
+SOURCE_FILE = Path("data/processed/features.parquet")
 FEATURE_VIEW = "model_features"
 FEATURE_SERVICE = "model_inputs"
 SOURCE = "prepared_rows"
@@ -93,6 +95,23 @@ def identity(params: Params) -> tuple[str, str]:
     if not key or not timestamp:
         raise DataError("params.yaml: the feature store needs data.entity_key and data.timestamp")
     return key, timestamp
+
+
+def write_source(params: Params, schema: FeatureSchema) -> Path:
+    """The source from the prepared splits: every row's id, time and features, no label."""
+    import pandas as pd
+
+    from .config import Paths
+    from .data import event_times
+    from .schema import read_csv, to_model_frame
+
+    key, timestamp = identity(params)
+    text = [key, timestamp, *schema.categorical]
+    rows = pd.concat([read_csv(path, categorical=text) for path in (Paths.train, Paths.test)])
+    columns = {key: rows[key].astype(str), timestamp: event_times(rows[timestamp])}
+    source = pd.concat([pd.DataFrame(columns), to_model_frame(rows, schema)], axis=1)
+    source.sort_values([timestamp, key]).to_parquet(SOURCE_FILE, index=False)
+    return SOURCE_FILE
 
 
 def definitions(params: Params, schema: FeatureSchema, source_path: str) -> list[Any]:
