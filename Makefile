@@ -46,7 +46,7 @@ demo: install ## Render the default project into build/demo, install, test and r
 	@echo "next: cd $(DEMO) && make help   (make mlflow-ui shows the run and the registry)"
 
 test: install system-tools ## The whole template suite: structural tests, end-to-end installs, images
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --durations=30
 
 test-fast: install ## Structural tests only (no project installs)
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup -m "not e2e"

@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -310,7 +309,7 @@ def answering(image: Image, port: int, path: str, *options: str) -> Iterator[tup
                 with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
                     if response.status == 200:
                         break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or a read timed out while starting
                 pass
             state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
             if state != "running":

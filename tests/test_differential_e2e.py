@@ -77,7 +77,7 @@ def started(
             with urllib.request.urlopen(ready, timeout=5) as response:
                 if response.status == 200:
                     return process
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or a read timed out while starting
             pass
         assert time.monotonic() < deadline, f"{command[:4]} never became ready"
         time.sleep(0.2)
