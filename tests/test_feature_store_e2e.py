@@ -5,8 +5,8 @@ every other combination does in test_e2e.py. `make pipeline` runs the `features`
 (`feast apply`) and `materialize` stages under DVC, and `<slug> serve` answers records
 that name only their entity over real HTTP. The values it reads online are the ones the
 offline store joins for the same entity and time (the training-serving skew check), from
-the SQLite online store and from a real redis-server on 127.0.0.1 through
-feature_store.production.yaml, outage included.
+the SQLite online store and, through feature_store.production.yaml, from a real
+redis-server on 127.0.0.1 with the registry and the source on S3 (moto), outage included.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from baked import BakedProject, free_port
 from conftest import install_project
-from services import wait_for_port
+from services import S3Server, client_env, wait_for_port
 from test_e2e import check_combination
 from test_serve_e2e import call, serving
 
@@ -113,9 +113,11 @@ def test_online_features_through_the_server_equal_the_offline_ones(
     assert {entity: logged[f"e-{entity}"] for entity in ids} == offline
 
 
-def test_the_online_path_against_redis(
-    pipelined: BakedProject, offline: dict[str, dict[str, Any]], tmp_path: Path
+def test_the_production_path_redis_online_and_s3_offline(
+    pipelined: BakedProject, offline: dict[str, dict[str, Any]]
 ) -> None:
+    s3 = S3Server()
+    s3.start()
     port = free_port()
     redis = subprocess.Popen(
         [
@@ -134,18 +136,24 @@ def test_the_online_path_against_redis(
     )
     try:
         wait_for_port(port, redis, "redis-server")
+        s3.client().create_bucket(Bucket="features")
         store = {
+            **client_env(s3),
             "FEATURE_STORE_YAML": "feature_repo/feature_store.production.yaml",
-            "FEATURE_REGISTRY_URL": str(tmp_path / "registry.db"),
+            "FEATURE_REGISTRY_URL": "s3://features/staging/registry.db",
+            "FEATURE_SOURCE_URL": "s3://features/source/features.parquet",
             "REDIS_CONNECTION_STRING": f"127.0.0.1:{port}",
         }
+        command = f".venv/bin/{pipelined.path.name}"
+        published = json.loads(pipelined.check(command, "publish-features", env=store).stdout)
+        source = pipelined.path / "data/processed/features.parquet"
+        assert published["copied"] == source.stat().st_size
         pipelined.check(
             ".venv/bin/feast", "-c", "feature_repo", "-f", store["FEATURE_STORE_YAML"], "apply",
             env=store,
         )  # fmt: skip
-        loaded = json.loads(
-            pipelined.check(f".venv/bin/{pipelined.path.name}", "materialize", env=store).stdout
-        )
+        assert s3.keys("features") == ["source/features.parquet", "staging/registry.db"]
+        loaded = json.loads(pipelined.check(command, "materialize", env=store).stdout)
         keys = subprocess.run(
             ["redis-cli", "-p", str(port), "dbsize"], capture_output=True, text=True, check=True
         )
@@ -169,3 +177,4 @@ def test_the_online_path_against_redis(
     finally:
         redis.terminate()
         redis.wait(timeout=30)
+        s3.stop()

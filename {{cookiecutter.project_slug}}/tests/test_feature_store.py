@@ -7,6 +7,7 @@ a second row, written a year after its first: it must never reach the first row'
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 
 from feature_store_support import PROJECT_ROOT, build_store, with_identity
 from {{ cookiecutter.module_name }}.api import create_app
@@ -31,9 +34,12 @@ from {{ cookiecutter.module_name }}.data import (
     expectation_problems,
     prepare,
 )
+from {{ cookiecutter.module_name }}.errors import DataError
 from {{ cookiecutter.module_name }}.features import (
     SOURCE_FILE,
+    StoreSettings,
     open_store,
+    publish_source,
     training_frame,
 )
 from {{ cookiecutter.module_name }}.schema import (
@@ -41,6 +47,7 @@ from {{ cookiecutter.module_name }}.schema import (
     read_csv,
     to_model_frame,
 )
+from {{ cookiecutter.module_name }}.serving.online_features import OnlineFeatures
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
@@ -166,6 +173,41 @@ def test_the_online_store_answers_the_latest_values(store_root: Path) -> None:
     source = pd.read_parquet(SOURCE_FILE)
     second = source[source["entity_id"] == "000002"].iloc[0]
     assert online["noise"][1] == pytest.approx(second["noise"])
+
+
+def test_publishing_copies_the_source_where_the_store_reads_it(
+    store_root: Path, tmp_path: Path
+) -> None:
+    assert publish_source(StoreSettings())["copied"] == 0  # the local store reads it in place
+    target = tmp_path / "bucket" / "features.parquet"
+    published = publish_source(StoreSettings(feature_source_url=str(target)))
+    assert published["copied"] == target.stat().st_size == SOURCE_FILE.stat().st_size
+    pd.testing.assert_frame_equal(pd.read_parquet(target), pd.read_parquet(SOURCE_FILE))
+
+
+def test_publishing_without_a_source_names_the_file(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"features\.parquet: no such file"):
+        publish_source(StoreSettings(feature_source_url=str(tmp_path / "out.parquet")))
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_concurrent_reads_share_one_store_call(store_root: Path) -> None:
+    registry = CollectorRegistry()
+    online = OnlineFeatures(registry, store_root / "params.yaml")
+    online.open()
+    wanted = [["000001"], ["000002", "000003"], ["000002"], ["nobody"]]
+
+    async def together() -> list[list[dict[str, Any]]]:
+        return list(await asyncio.gather(*(online.read(ids) for ids in wanted)))
+
+    answers = asyncio.run(together())
+    # through JSON, as the server sends them (a missing value, NaN, becomes null)
+    assert orjson.dumps(answers) == orjson.dumps([online.read_now(ids) for ids in wanted])
+    assert answers[3] == [{}]  # unknown
+    assert registry.get_sample_value("ml_feature_store_reads_total", {"outcome": "ok"}) == 1.0
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,16 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 {% if cookiecutter.feature_store == "feast" -%}
+@command("publish-features", "copy the feature source to FEATURE_SOURCE_URL (s3://…)")
+def publish_features(args: argparse.Namespace, settings: Settings) -> int:
+    from .features import StoreSettings, publish_source
+
+    with settings_errors(StoreSettings, {}):
+        store_settings = StoreSettings()
+    show(publish_source(store_settings))
+    return 0
+
+
 @command("materialize", "load the online feature store up to the newest time in the data")
 def materialize(args: argparse.Namespace, settings: Settings) -> int:
     params = load_params(settings.params_path)

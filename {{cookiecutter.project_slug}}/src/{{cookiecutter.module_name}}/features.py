@@ -180,14 +180,44 @@ def training_frame(
     return joined[schema.names].reset_index(drop=True), labels
 
 
+def source_location(settings: StoreSettings) -> str:
+    """FEATURE_SOURCE_URL as pyarrow opens it: s3://… as is, a path relative to feature_repo/."""
+    url = settings.feature_source_url
+    if "://" in url or Path(url).is_absolute():
+        return url
+    return str((REPO / url).resolve())
+
+
+def publish_source(settings: StoreSettings) -> dict[str, Any]:
+    """Copy the source `prepare` wrote to FEATURE_SOURCE_URL (s3://…), where the production
+    store's `feast apply` and `materialize` read it (S3 credentials and AWS_ENDPOINT_URL
+    from the environment)."""
+    import pyarrow.fs as pafs
+
+    if not SOURCE_FILE.is_file():
+        raise DataError(f"{SOURCE_FILE}: no such file; run `dvc repro prepare` first")
+    target = source_location(settings)
+    local = SOURCE_FILE.resolve()
+    answer = {"source": str(SOURCE_FILE), "url": settings.feature_source_url}
+    if target == str(local):
+        return {**answer, "copied": 0}  # the local store reads the file where it is
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(target)
+        filesystem.create_dir(path.rpartition("/")[0], recursive=True)
+        pafs.copy_files(str(local), path, destination_filesystem=filesystem)
+        copied = filesystem.get_file_info(path).size
+    except (OSError, ValueError) as error:
+        url = settings.feature_source_url
+        raise DataError(f"{url}: cannot write the feature source: {error}") from error
+    return {**answer, "copied": copied}
+
+
 def source_times(params: Params, settings: StoreSettings) -> pd.Series:
     """The event times in the FeatureView's source, wherever it is (a path or s3://)."""
     import pyarrow.parquet as pq
 
     _, timestamp = identity(params)
-    path = settings.feature_source_url
-    if "://" not in path and not Path(path).is_absolute():
-        path = str(REPO / path)
+    path = source_location(settings)
     try:
         table = pq.read_table(path, columns=[timestamp])
     except (OSError, KeyError, ValueError) as error:
