@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,18 @@ from {{ cookiecutter.module_name }}.schema import (
 )
 from {{ cookiecutter.module_name }}.train import build_pipeline
 
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_ready(client: TestClient, seconds: float = 30) -> None:
+    """Until the app's /health/ready answers 200 (the model loads in the background)."""
+    deadline = time.monotonic() + seconds
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/health/ready").json()
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session", autouse=True)

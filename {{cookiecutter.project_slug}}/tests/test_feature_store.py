@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from conftest import wait_ready
 from feature_store_support import PROJECT_ROOT, build_store, with_identity
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.config import (
@@ -240,13 +240,6 @@ def test_bad_ids_and_times_are_named(
 
 
 # The server: a model trained on the same rows, records naming only their entity.
-
-
-def wait_ready(client: TestClient, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while client.get("/health/ready").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/health/ready").json()
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

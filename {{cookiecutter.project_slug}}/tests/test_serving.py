@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import wait_ready
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.artifact import (
     EXTRA,
@@ -32,13 +33,6 @@ from {{ cookiecutter.module_name }}.serving.settings import (
 from {{ cookiecutter.module_name }}.serving.smoke import (
     sample_record,
 )
-
-
-def wait_ready(client: TestClient, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while client.get("/health/ready").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/health/ready").json()
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

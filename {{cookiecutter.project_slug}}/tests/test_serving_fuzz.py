@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response as CheckedResponse
 from schemathesis.generation import GenerationMode
 
+from conftest import wait_ready
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.serving.requests import (
     MLFLOW_KEYS,
@@ -229,13 +229,6 @@ def requests(
     body = draw(bodies(names, valid, route))
     family = CSV_TYPES if body.startswith(tuple(name.encode() for name in names)) else JSON_TYPES
     return draw(st.sampled_from(family) | st.sampled_from(CONTENT_TYPES)), body
-
-
-def wait_ready(client: TestClient, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while client.get("/health/ready").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/health/ready").json()
-        time.sleep(0.02)
 
 
 @pytest.fixture(
