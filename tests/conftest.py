@@ -78,6 +78,24 @@ def exported_project(cookies_session: Any) -> BakedProject:
     return baked
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Tests whose xdist_group pytest-xdist could not apply (see the pin of pytest).
+UNGROUPED: list[str] = []
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has put each test's group into its id
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Slowest first, so the test workers finish together rather than one waiting on the tail.
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    if getattr(config.option, "loadgroup", False):
+        grouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group")]
+        UNGROUPED.extend(nodeid for nodeid in grouped if "@" not in nodeid)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def groups_hold() -> None:
+    """Fail, rather than let every worker build a group's project and images anew."""
+    if UNGROUPED:
+        pytest.fail(
+            f"xdist_group is not applied ({UNGROUPED[0]} has no @group in its id): this "
+            "pytest and pytest-xdist do not work together; see the pin in pyproject.toml"
+        )
