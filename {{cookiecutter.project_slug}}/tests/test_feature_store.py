@@ -21,8 +21,6 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from conftest import wait_ready
-from feature_store_support import PROJECT_ROOT, build_store, with_identity
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.config import (
     Params,
@@ -51,6 +49,9 @@ from {{ cookiecutter.module_name }}.serving.online_features import OnlineFeature
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
+
+from conftest import wait_ready
+from feature_store_support import PROJECT_ROOT, build_store, with_identity
 
 LATER = pd.Timedelta(days=365)
 LATE_NOISE = 99.0

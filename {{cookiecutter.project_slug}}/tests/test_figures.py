@@ -17,9 +17,6 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-{% if cookiecutter.feature_store == "feast" -%}
-from feature_store_support import build_store, with_identity
-{% endif -%}
 from {{ cookiecutter.module_name }}.artifact import (
     load_pipeline,
 )
@@ -50,6 +47,10 @@ from {{ cookiecutter.module_name }}.schema import (
 from {{ cookiecutter.module_name }}.train import (
     train,
 )
+{%- if cookiecutter.feature_store == "feast" %}
+
+from feature_store_support import build_store, with_identity
+{%- endif %}
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES: dict[str, set[str]] = {

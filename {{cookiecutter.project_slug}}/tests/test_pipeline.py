@@ -11,9 +11,6 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-{% if cookiecutter.feature_store == "feast" -%}
-from feature_store_support import build_store, with_identity
-{% endif -%}
 from {{ cookiecutter.module_name }}.artifact import (
     PROFILE,
     SCHEMA,
@@ -38,6 +35,10 @@ from {{ cookiecutter.module_name }}.registry import (
     rollback,
 )
 from {{ cookiecutter.module_name }}.train import train
+{%- if cookiecutter.feature_store == "feast" %}
+
+from feature_store_support import build_store, with_identity
+{%- endif %}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import wait_ready
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.artifact import (
     EXTRA,
@@ -33,6 +32,8 @@ from {{ cookiecutter.module_name }}.serving.settings import (
 from {{ cookiecutter.module_name }}.serving.smoke import (
     sample_record,
 )
+
+from conftest import wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response as CheckedResponse
 from schemathesis.generation import GenerationMode
 
-from conftest import wait_ready
 from {{ cookiecutter.module_name }}.api import create_app
 from {{ cookiecutter.module_name }}.serving.requests import (
     MLFLOW_KEYS,
@@ -41,6 +40,8 @@ from {{ cookiecutter.module_name }}.serving.requests import (
 from {{ cookiecutter.module_name }}.serving.settings import (
     ServeSettings,
 )
+
+from conftest import wait_ready
 
 ROUTES = ["/predict", "/invocations", "/feedback"]
 JSON_TYPES = ["application/json", "application/json; charset=utf-16"]

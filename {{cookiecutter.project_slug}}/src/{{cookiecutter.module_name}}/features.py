@@ -203,7 +203,8 @@ def publish_source(settings: StoreSettings) -> dict[str, Any]:
         return {**answer, "copied": 0}  # the local store reads the file where it is
     try:
         filesystem, path = pafs.FileSystem.from_uri(target)
-        filesystem.create_dir(path.rpartition("/")[0], recursive=True)
+        if isinstance(filesystem, pafs.LocalFileSystem):  # S3 has no folders to make
+            filesystem.create_dir(path.rpartition("/")[0], recursive=True)
         pafs.copy_files(str(local), path, destination_filesystem=filesystem)
         copied = filesystem.get_file_info(path).size
     except (OSError, ValueError) as error:
